@@ -1,13 +1,3 @@
-// Package policy owns the PSN segregation rules: it turns the attributes of a
-// verified device certificate and the site it connects from into a network
-// segment (il3, general, guest, onboarding or reject) with a reason.
-//
-// policy is pure: no sockets, files, clocks or globals; callers pass "now".
-// It imports nothing of nacd's own.
-//
-// policy must never place a device on il3 unless it is council-managed, holds
-// il3 clearance, chains to a trust anchor marked il3, and its revocation status
-// is known and fresh. When in doubt, not il3.
 package policy
 
 import "time"
