@@ -20,10 +20,13 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"layeh.com/radius"
 
 	"github.com/herts-council/nacd/policy"
 	"github.com/herts-council/nacd/radius/eaptls"
@@ -42,6 +45,9 @@ const (
 	DefaultDuplicateCacheSize = 65536
 	// DefaultWorkers bounds the requests processed concurrently.
 	DefaultWorkers = 64
+	// queuePerWorker is how many received datagrams may wait per worker
+	// before new ones are dropped (cause overloaded).
+	queuePerWorker = 16
 )
 
 // Client is a NAS (Wi-Fi controller) allowed to send requests.
@@ -82,10 +88,26 @@ type Config struct {
 	Now        func() time.Time      // nil = time.Now
 }
 
-// Server is a RADIUS authentication server. It owns its socket's read loop
-// and a bounded pool of workers.
+// Server is a RADIUS authentication server. It owns the read loop of each
+// socket given to Serve and a fixed pool of workers; every request passes
+// the layers client lookup -> verification -> duplicate cache -> handler,
+// and every discarded request is counted with its cause.
 type Server struct {
-	cfg Config
+	snap      atomic.Pointer[snapshot]
+	handler   Handler
+	access    *accessHandler
+	dups      *dupCache
+	convs     *conversations
+	metrics   *metrics
+	logger    *zap.Logger
+	accessLog *zap.Logger
+	now       func() time.Time
+	workers   int
+
+	queue     chan inbound
+	done      chan struct{}
+	startOnce sync.Once
+	limiter   logLimiter
 
 	mu     sync.Mutex
 	conns  map[net.PacketConn]struct{}
@@ -93,32 +115,137 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
+// snapshot is the reloadable part of the configuration.
+type snapshot struct {
+	clients *clientTable
+	policy  *policy.Policy
+}
+
+type inbound struct {
+	conn net.PacketConn
+	addr net.Addr
+	b    []byte
+	at   time.Time
+}
+
 // ErrServerClosed is returned by Serve when called after Close.
 var ErrServerClosed = errors.New("radius: server closed")
 
-// NewServer validates cfg and returns a server ready to Serve.
+// NewServer validates cfg, applies defaults, registers the metrics and
+// returns a server ready to Serve.
 func NewServer(cfg Config) (*Server, error) {
-	if cfg.EAPTLS == nil {
-		return nil, errors.New("radius: config: EAPTLS is required")
+	if cfg.EAPTLS == nil || len(cfg.EAPTLS.Certificates) == 0 {
+		return nil, errors.New("radius: config: EAPTLS with a server certificate is required")
 	}
 	if cfg.Verifier == nil {
 		return nil, errors.New("radius: config: Verifier is required")
 	}
-	if cfg.Policy == nil {
-		return nil, errors.New("radius: config: Policy is required")
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("radius: config: policy: %w", err)
 	}
-	for i, c := range cfg.Clients {
-		if c.Name == "" {
-			return nil, fmt.Errorf("radius: config: client %d: empty name", i)
-		}
-		if len(c.Secret) == 0 {
-			return nil, fmt.Errorf("radius: config: client %q: empty secret", c.Name)
+	clients, err := newClientTable(cfg.Clients)
+	if err != nil {
+		return nil, fmt.Errorf("radius: config: %w", err)
+	}
+	for name, v := range map[string]int{"MaxConversations": cfg.MaxConversations, "DuplicateCacheSize": cfg.DuplicateCacheSize, "Workers": cfg.Workers} {
+		if v < 0 {
+			return nil, fmt.Errorf("radius: config: %s %d is negative", name, v)
 		}
 	}
-	return &Server{cfg: cfg, conns: map[net.PacketConn]struct{}{}}, nil
+	for name, v := range map[string]time.Duration{"ConversationTimeout": cfg.ConversationTimeout, "DuplicateWindow": cfg.DuplicateWindow} {
+		if v < 0 {
+			return nil, fmt.Errorf("radius: config: %s %v is negative", name, v)
+		}
+	}
+	cfg.MaxConversations = orDefault(cfg.MaxConversations, DefaultMaxConversations)
+	cfg.DuplicateCacheSize = orDefault(cfg.DuplicateCacheSize, DefaultDuplicateCacheSize)
+	cfg.Workers = orDefault(cfg.Workers, DefaultWorkers)
+	cfg.ConversationTimeout = orDefault(cfg.ConversationTimeout, DefaultConversationTimeout)
+	cfg.DuplicateWindow = orDefault(cfg.DuplicateWindow, DefaultDuplicateWindow)
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.AccessLog == nil {
+		cfg.AccessLog = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("radius: register metrics: %w", err)
+	}
+
+	s := &Server{
+		dups:      newDupCache(cfg.DuplicateCacheSize, cfg.DuplicateWindow),
+		convs:     newConversations(cfg.MaxConversations, cfg.ConversationTimeout),
+		metrics:   m,
+		logger:    cfg.Logger,
+		accessLog: cfg.AccessLog,
+		now:       cfg.Now,
+		workers:   cfg.Workers,
+		queue:     make(chan inbound, cfg.Workers*queuePerWorker),
+		done:      make(chan struct{}),
+		conns:     map[net.PacketConn]struct{}{},
+	}
+	s.limiter.every = 10 * time.Second
+	s.convs.onEvict = func(cause string) { m.evictions.WithLabelValues(cause).Inc() }
+	s.convs.onSize = func(n int) { m.conversations.Set(float64(n)) }
+	s.snap.Store(&snapshot{clients: clients, policy: cfg.Policy})
+	s.access = &accessHandler{
+		srv:       s,
+		tlsConfig: cfg.EAPTLS,
+		verifier:  cfg.Verifier,
+		convs:     s.convs,
+		newSession: func(c *eaptls.Config, a eaptls.Authorize) eapSession {
+			return eaptls.NewSession(c, a)
+		},
+	}
+	s.handler = s.access
+	return s, nil
 }
 
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// SetPolicy replaces the policy for decisions made from now on (hot
+// reload). p must have passed Validate; nil is refused.
+func (s *Server) SetPolicy(p *policy.Policy) error {
+	if p == nil {
+		return errors.New("radius: nil policy")
+	}
+	for {
+		old := s.snap.Load()
+		if s.snap.CompareAndSwap(old, &snapshot{clients: old.clients, policy: p}) {
+			return nil
+		}
+	}
+}
+
+// SetClients replaces the NAS client table (hot reload). Conversations in
+// progress finish with the client that started them.
+func (s *Server) SetClients(clients []Client) error {
+	t, err := newClientTable(clients)
+	if err != nil {
+		return fmt.Errorf("radius: clients: %w", err)
+	}
+	for {
+		old := s.snap.Load()
+		if s.snap.CompareAndSwap(old, &snapshot{clients: t, policy: old.policy}) {
+			return nil
+		}
+	}
+}
+
+func (s *Server) policy() *policy.Policy { return s.snap.Load().policy }
+
 // Serve reads requests from conn until Close is called, then returns nil.
+// It may be called for several sockets (IPv4 and IPv6); they share the
+// workers, tables and caches.
 func (s *Server) Serve(conn net.PacketConn) error {
 	s.mu.Lock()
 	if s.closed {
@@ -126,10 +253,14 @@ func (s *Server) Serve(conn net.PacketConn) error {
 		return ErrServerClosed
 	}
 	s.conns[conn] = struct{}{}
+	s.wg.Add(1)
 	s.mu.Unlock()
-	buf := make([]byte, 4096)
+	defer s.wg.Done()
+	s.startOnce.Do(s.start)
+
+	buf := make([]byte, radius.MaxPacketLength)
 	for {
-		_, _, err := conn.ReadFrom(buf)
+		n, addr, err := conn.ReadFrom(buf)
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
@@ -137,19 +268,236 @@ func (s *Server) Serve(conn net.PacketConn) error {
 			if closed {
 				return nil
 			}
-			return err
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.mu.Lock()
+			delete(s.conns, conn)
+			s.mu.Unlock()
+			return fmt.Errorf("radius: read: %w", err)
+		}
+		in := inbound{conn: conn, addr: addr, b: append([]byte(nil), buf[:n]...), at: s.now()}
+		select {
+		case s.queue <- in:
+		default:
+			s.dropped(DropOverloaded, addrPort(addr))
 		}
 	}
 }
 
-// Close stops every Serve call and releases the conversations.
+// start launches the workers and the conversation janitor.
+func (s *Server) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for range s.workers {
+		s.wg.Add(1)
+		go s.work()
+	}
+	s.wg.Add(1)
+	go s.janitor()
+}
+
+func (s *Server) work() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case in := <-s.queue:
+			s.process(in)
+		}
+	}
+}
+
+// janitor evicts idle conversations even when no request arrives, so their
+// EAP-TLS sessions are released.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	every := min(max(s.convs.ttl/2, 100*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.convs.expire(s.now())
+		}
+	}
+}
+
+// Close stops every Serve call, waits for requests in progress and closes
+// every EAP conversation.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
+	close(s.done)
+	var errs []error
 	for c := range s.conns {
-		c.Close()
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.convs.closeAll()
+	return errors.Join(errs...)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		ap := u.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// process runs one datagram through the layers. It never panics.
+func (s *Server) process(in inbound) {
+	src := addrPort(in.addr)
+	client := s.snap.Load().clients.lookup(src.Addr())
+	if client == nil {
+		s.dropped(DropUnknownClient, src)
+		return
+	}
+	s.metrics.requests.WithLabelValues(requestType(in.b), client.Name).Inc()
+	p, err := verifyRequest(in.b, client)
+	if err != nil {
+		s.dropped(dropCause(err), src, zap.String("nas", client.Name), zap.Error(err))
+		return
+	}
+	key := dupKey{src: src, id: p.Identifier, auth: p.Authenticator}
+	switch st, reply := s.dups.begin(key, in.at); st {
+	case dupInProgress:
+		s.dropped(DropDuplicateInProgress, src, zap.String("nas", client.Name))
+		return
+	case dupAnswered:
+		s.metrics.dropped.WithLabelValues(DropDuplicateReplayed).Inc()
+		if _, err := in.conn.WriteTo(reply, in.addr); err != nil {
+			s.logger.Warn("radius: cannot re-send cached reply", zap.Error(err))
+		}
+		return
+	}
+	w := &responseWriter{srv: s, in: in, key: key, req: p}
+	r := &Request{Packet: p, Client: client, RemoteAddr: src, Received: in.at}
+	s.serve(w, r)
+	if !w.written {
+		s.dups.abandon(key)
+	}
+}
+
+// serve calls the handler, recovering a panic: the request is dropped,
+// logged and counted.
+func (s *Server) serve(w *responseWriter, r *Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.metrics.dropped.WithLabelValues(DropPanic).Inc()
+			s.logger.Error("radius: panic while handling a request; dropped",
+				zap.String("nas", r.Client.Name), zap.Any("panic", v), zap.Stack("stack"))
+		}
+	}()
+	s.handler.ServeRADIUS(w, r)
+}
+
+func requestType(b []byte) string {
+	if len(b) == 0 {
+		return "other"
+	}
+	switch radius.Code(b[0]) {
+	case radius.CodeAccessRequest:
+		return "access_request"
+	case radius.CodeStatusServer:
+		return "status_server"
+	default:
+		return "other"
+	}
+}
+
+func responseCode(c radius.Code) string {
+	switch c {
+	case radius.CodeAccessAccept:
+		return "access_accept"
+	case radius.CodeAccessReject:
+		return "access_reject"
+	case radius.CodeAccessChallenge:
+		return "access_challenge"
+	default:
+		return "other"
+	}
+}
+
+// dropped counts a discarded request and logs it, at most once per cause
+// every few seconds.
+func (s *Server) dropped(cause string, src netip.AddrPort, fields ...zap.Field) {
+	s.metrics.dropped.WithLabelValues(cause).Inc()
+	s.limitedLog(cause, "radius: request dropped", append(fields, zap.String("cause", cause), zap.Stringer("src", src))...)
+}
+
+func (s *Server) limitedLog(key, msg string, fields ...zap.Field) {
+	if n, ok := s.limiter.allow(key, s.now()); ok {
+		s.logger.Warn(msg, append(fields, zap.Int("suppressed_since_last", n))...)
+	}
+}
+
+// logLimiter lets one line per key through every period and counts the
+// others. Keys are drop causes (a bounded set).
+type logLimiter struct {
+	mu         sync.Mutex
+	every      time.Duration
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+func (l *logLimiter) allow(key string, now time.Time) (suppressed int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.suppressed = map[string]time.Time{}, map[string]int{}
+	}
+	if t, seen := l.last[key]; seen && now.Sub(t) < l.every {
+		l.suppressed[key]++
+		return 0, false
+	}
+	l.last[key] = now
+	n := l.suppressed[key]
+	l.suppressed[key] = 0
+	return n, true
+}
+
+// responseWriter completes, caches and sends the response to one request.
+type responseWriter struct {
+	srv     *Server
+	in      inbound
+	key     dupKey
+	req     *radius.Packet
+	written bool
+}
+
+func (w *responseWriter) Write(code radius.Code, attrs radius.Attributes) error {
+	if w.written {
+		return errors.New("radius: response already written")
+	}
+	b, err := encodeResponse(code, w.req.Identifier, w.req.Authenticator, w.req.Secret, attrs, proxyStates(w.req))
+	if err != nil {
+		return err
+	}
+	w.written = true
+	w.srv.dups.finish(w.key, b, w.srv.now())
+	w.srv.metrics.responses.WithLabelValues(responseCode(code)).Inc()
+	if _, err := w.in.conn.WriteTo(b, w.in.addr); err != nil {
+		return fmt.Errorf("radius: send: %w", err)
+	}
 	return nil
 }
