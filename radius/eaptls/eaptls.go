@@ -6,15 +6,33 @@
 // certificate chain to an Authorize callback before the server's final
 // flight, so that no success indication is ever followed by a failure.
 //
-// THIS FILE IS THE API CONTRACT. The implementation replaces the bodies.
+// This file is the API contract; session.go implements the server side and
+// peer.go a peer (supplicant) for tests and load generation.
+//
+// Authorization timing. crypto/tls calls tls.Config.VerifyConnection on the
+// server BEFORE it checks the client's CertificateVerify (Go 1.26,
+// handshake_server.go and handshake_server_tls13.go), so a callback there
+// would judge a certificate whose key possession is not yet proven. eaptls
+// therefore calls Authorize when tls.Conn.Handshake has returned (the
+// CertificateVerify and the client Finished are verified) and holds back
+// what crypto/tls produced after the client's last flight: in TLS 1.2 the
+// server's ChangeCipherSpec+Finished, in TLS 1.3 the protected success
+// indication (0x00) is only written after Authorize accepted. On refusal
+// eaptls discards the held bytes and sends a TLS alert of its own (in the
+// clear for TLS 1.2, whose server write side is still unprotected; under the
+// server application traffic secret for TLS 1.3), waits for the peer's ACK
+// (RFC 5216 section 2.1.3) and then sends EAP-Failure.
+//
+// Resumption is disabled (no session tickets, no session cache): a resumed
+// session would skip the client certificate, and nacd must re-check
+// revocation and policy on every authentication.
 package eaptls
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-
-	"github.com/herts-council/nacd/radius/eap"
+	"strings"
 )
 
 // Defaults.
@@ -44,7 +62,10 @@ type Config struct {
 // flight. cs.PeerCertificates holds the chain the peer sent; crypto/tls has
 // NOT verified it against any root: the callback must. A non-nil error
 // aborts the handshake with a TLS alert and the session ends in EAP-Failure;
-// Handle returns an error that wraps it.
+// Handle returns an error that wraps it (and ErrRejected, and an
+// *AlertError naming the alert sent). The alert is access_denied unless the
+// error wraps a tls.AlertError (see AlertCertificateRevoked and friends).
+// It runs on the goroutine that called Handle.
 type Authorize func(cs tls.ConnectionState) error
 
 // Result is what a successful session yields.
@@ -65,29 +86,24 @@ var (
 	ErrNak                = errors.New("eaptls: peer refused EAP-TLS")
 	ErrHandshake          = errors.New("eaptls: TLS handshake failed")
 	ErrClosed             = errors.New("eaptls: session closed")
+	// ErrRejected wraps every Authorize refusal.
+	ErrRejected = errors.New("eaptls: authorization refused")
 )
 
-// Session is one EAP-TLS conversation. Its methods must not be called
-// concurrently (the RADIUS layer serialises them per conversation).
-type Session struct{}
+// AlertError names a TLS alert that ended a session: one the peer sent
+// (Sent false) or one eaptls sent (Sent true). Handle's errors wrap it when
+// the alert is known, so the RADIUS layer can log "TLS alert X".
+type AlertError struct {
+	Alert tls.AlertError
+	Sent  bool
+}
 
-// NewSession starts a session; authorize must not be nil.
-func NewSession(cfg *Config, authorize Authorize) *Session { return &Session{} }
+func (e *AlertError) Error() string {
+	if e.Sent {
+		return "TLS alert sent: " + e.Alert.Error()
+	}
+	return "TLS alert received: " + e.Alert.Error()
+}
 
-// Start returns the EAP-Request/EAP-TLS Start (S flag) with identifier id.
-func (s *Session) Start(id uint8) *eap.Packet { return nil }
-
-// Handle processes one EAP-Response (Type TLS or Nak) and returns the next
-// packet to send: an EAP-Request (more TLS data or a fragment ACK), an
-// EAP-Success, or an EAP-Failure. On ErrIdentifierMismatch it returns a nil
-// packet: the response must be silently discarded. On every other error it
-// returns an EAP-Failure and an error saying why.
-func (s *Session) Handle(resp *eap.Packet) (*eap.Packet, error) { return nil, ErrClosed }
-
-// Result returns the keys and peer information; valid only after Handle
-// returned an EAP-Success.
-func (s *Session) Result() *Result { return nil }
-
-// Close releases the session (its handshake goroutine, buffers). Safe to call
-// more than once.
-func (s *Session) Close() {}
+// Name is the alert's name without the "tls: " prefix, e.g. "access denied".
+func (e *AlertError) Name() string { return strings.TrimPrefix(e.Alert.Error(), "tls: ") }
