@@ -26,7 +26,7 @@ type AnchorConfig struct {
 	Name            string
 	IL3             bool          // anchor may place devices on il3
 	CAFiles         []string      // PEM bundles: roots (and optionally intermediates) of this anchor
-	CRLs            []string      // CRL sources: file paths or http(s) URLs, DER or PEM
+	CRLs            []string      // CRL sources: file paths or http(s) URLs, DER or PEM; each CRL's issuer must be a certificate in CAFiles
 	CRLRefresh      time.Duration // default 5m
 	CRLMaxAge       time.Duration // max age of a CRL before it is stale even if NextUpdate is later; 0 = NextUpdate only
 	StaleFailClosed bool          // a stale/missing CRL rejects every device of this anchor (not only il3)
