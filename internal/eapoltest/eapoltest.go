@@ -83,6 +83,10 @@ type Options struct {
 	// Timeout bounds the whole run: eapol_test's own -t (rounded up to a
 	// second) and a hard kill shortly after (default 15 s).
 	Timeout time.Duration
+	// ClientIP is the local address eapol_test sends from and puts in
+	// NAS-IP-Address (-A); it must be a loopback address, e.g. 127.0.0.2
+	// to look like a second NAS. Empty: chosen by the kernel.
+	ClientIP string
 	// MAC is the supplicant MAC (Calling-Station-Id); default 02:00:00:00:00:01.
 	MAC string
 	// Attributes are extra attributes sent in every Access-Request.
@@ -245,6 +249,12 @@ func (o Options) Args(confPath string) ([]string, error) {
 		"-r", "0",
 		"-t", strconv.Itoa(o.timeoutSeconds()),
 		"-M", mac,
+	}
+	if o.ClientIP != "" {
+		if ip := net.ParseIP(o.ClientIP); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("client IP %q: only loopback IP addresses are allowed", o.ClientIP)
+		}
+		args = append(args, "-A", o.ClientIP)
 	}
 	if o.NoMPPE {
 		args = append(args, "-n")

@@ -64,7 +64,11 @@ func StatusServer(ctx context.Context, addr, secret string) error {
 		n, err := conn.Read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("status-server %s: %w", addr, ctx.Err())
+				return fmt.Errorf("status-server %s: no answer: %w", addr, ctx.Err())
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fmt.Errorf("status-server %s: no answer before the deadline: %w", addr, err)
 			}
 			return fmt.Errorf("status-server %s: receive: %w", addr, err)
 		}
