@@ -230,9 +230,29 @@ func (h *accessHandler) authorize(c *conversation) eaptls.Authorize {
 		c.tlsVersion = cs.Version
 		c.authMu.Unlock()
 		if !d.Accepted() {
-			return fmt.Errorf("%w: %s", errPolicyReject, d.Reason)
+			return fmt.Errorf("%w: %s: %w", errPolicyReject, d.Reason, alertFor(d.Reason))
 		}
 		return nil
+	}
+}
+
+// alertFor is the TLS alert eaptls sends when a decision rejects: the
+// certificate problem when there is one (RFC 8446 section 6.2), else
+// access_denied.
+func alertFor(r policy.Reason) tls.AlertError {
+	switch r {
+	case policy.ReasonRevoked:
+		return eaptls.AlertCertificateRevoked
+	case policy.ReasonExpired:
+		return eaptls.AlertCertificateExpired
+	case policy.ReasonUntrusted:
+		return eaptls.AlertUnknownCA
+	case policy.ReasonWrongEKU, policy.ReasonInvalidCertificate, policy.ReasonNotYetValid:
+		return eaptls.AlertBadCertificate
+	case policy.ReasonCRLStale:
+		return eaptls.AlertCertificateUnknown
+	default:
+		return eaptls.AlertAccessDenied
 	}
 }
 
@@ -486,16 +506,16 @@ func printable(b []byte) string {
 	return "hex:" + hex.EncodeToString(b)
 }
 
-// tlsAlert extracts the TLS alert from a handshake error ("tls: bad
-// certificate"), or "".
+// tlsAlert names the TLS alert that ended a handshake ("access denied",
+// "bad certificate"), or "".
 func tlsAlert(err error) string {
+	var ae *eaptls.AlertError
+	if errors.As(err, &ae) {
+		return ae.Name()
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && (op.Op == "remote error" || op.Op == "local error") && op.Err != nil {
 		return strings.TrimPrefix(op.Err.Error(), "tls: ")
-	}
-	var ae tls.AlertError
-	if errors.As(err, &ae) {
-		return strings.TrimPrefix(ae.Error(), "tls: ")
 	}
 	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -165,6 +166,12 @@ func (ff *fakeFactory) new(_ *eaptls.Config, a eaptls.Authorize) eapSession {
 	ff.sessions = append(ff.sessions, s)
 	ff.mu.Unlock()
 	return s
+}
+
+func (ff *fakeFactory) session(i int) *fakeSession {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	return ff.sessions[i]
 }
 
 func (ff *fakeFactory) count() int {
@@ -465,3 +472,14 @@ func replyEAP(tb testing.TB, p *radius.Packet) *eap.Packet {
 	}
 	return e
 }
+
+// udp wraps a test socket (a seam for helpers shared with benchmarks).
+type udp struct{ c *net.UDPConn }
+
+type connLike interface{ UDP() *net.UDPConn }
+
+func (u udp) UDP() *net.UDPConn { return u.c }
+
+func hexs(b []byte) string { return fmt.Sprintf("%x", b) }
+
+func fmtAny(v any) string { return fmt.Sprint(v) }
