@@ -83,6 +83,9 @@ func (t *tree) line(path string) int {
 			}
 		}
 		if next == nil {
+			if n == t.root {
+				return 0 // a missing top-level field has no line
+			}
 			if best == 0 {
 				best = n.Line
 			}
