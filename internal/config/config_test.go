@@ -267,12 +267,12 @@ clients:
 		},
 		{
 			name: "bad network",
-			yaml: client("    secret: "+goodSecret+"\n  - name: wlc2\n    networks: [10.1.0.0/24, 10.0.0.300]\n    secret: "+goodSecret+"\n    site: Wallfields\n"),
+			yaml: client("    secret: " + goodSecret + "\n  - name: wlc2\n    networks: [10.1.0.0/24, 10.0.0.300]\n    secret: " + goodSecret + "\n    site: Wallfields\n"),
 			want: []string{`line 14: clients[1].networks[1]: "10.0.0.300" is not an IP or CIDR`},
 		},
 		{
 			name: "overlapping networks",
-			yaml: client("    secret: "+goodSecret+"\n  - name: wlc2\n    networks: [10.0.0.7]\n    secret: "+goodSecret+"\n    site: Wallfields\n"),
+			yaml: client("    secret: " + goodSecret + "\n  - name: wlc2\n    networks: [10.0.0.7]\n    secret: " + goodSecret + "\n    site: Wallfields\n"),
 			want: []string{`line 14: clients[1].networks[0]: 10.0.0.7/32 overlaps clients[0].networks[0]`},
 		},
 		{
