@@ -14,8 +14,6 @@ const (
 	msMPPERecvKey     = 17
 	mppeKeyLen        = 32
 	mppeBlock         = md5.Size
-	mppeEncryptedLen  = 2 + ((1+mppeKeyLen+mppeBlock-1)/mppeBlock)*mppeBlock // salt + 48
-	mppeVSALen        = 4 + 2 + mppeEncryptedLen                            // vendor-id, vendor type+len, value
 	mppeSaltHighBit   = 0x80
 	mppeKeyLengthByte = 1
 )

@@ -25,7 +25,9 @@ func TestDrops(t *testing.T) {
 		binary.BigEndian.PutUint16(b[2:4], uint16(n))
 		return b
 	}
-	base := func() []byte { return rawPacket(byte(radius.CodeAccessRequest), 7, randomAuth(t), tattr{attrUserName, []byte("bob")}) }
+	base := func() []byte {
+		return rawPacket(byte(radius.CodeAccessRequest), 7, randomAuth(t), tattr{attrUserName, []byte("bob")})
+	}
 
 	tests := []struct {
 		name  string
