@@ -42,9 +42,18 @@ import (
 	"github.com/herts-council/nacd/policy"
 )
 
-// buildNacd builds the nacd binary from this package into dir.
+// binEnv names a prebuilt nacd binary to test instead of building this
+// package (e.g. one built with -race: go build -race -o /tmp/nacd ./cmd/nacd).
+const binEnv = "NACD_INTEROP_BIN"
+
+// buildNacd builds the nacd binary from this package into dir (or returns
+// $NACD_INTEROP_BIN).
 func buildNacd(t *testing.T, dir string) string {
 	t.Helper()
+	if p := os.Getenv(binEnv); p != "" {
+		t.Logf("testing the prebuilt nacd binary %s ($%s)", p, binEnv)
+		return p
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -435,8 +444,8 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// run is one eapol_test run and what the access log must say about it.
-type run struct {
+// interopRun is one eapol_test run and what the access log must say about it.
+type interopRun struct {
 	mac     string // Calling-Station-Id as eapol_test sends it (AA-BB-...)
 	persona persona
 	version string
@@ -456,11 +465,11 @@ func TestInteropEAPTLS(t *testing.T) {
 	bin := buildNacd(t, t.TempDir())
 	n := startNacd(t, bin, p, 1020)
 
-	var runs []*run
+	var runs []*interopRun
 	t.Run("personas", func(t *testing.T) {
 		for vi, ver := range []string{"1.2", "1.3"} {
 			for pi, pc := range ps {
-				r := &run{
+				r := &interopRun{
 					mac:     fmt.Sprintf("02-00-00-00-%02X-%02X", vi+1, pi+1),
 					persona: pc,
 					version: ver,
@@ -640,7 +649,7 @@ func readAccessLog(t *testing.T, path string) ([]accessLine, string) {
 	return lines, string(raw)
 }
 
-func checkAccessLog(t *testing.T, n *nacdProc, runs []*run) {
+func checkAccessLog(t *testing.T, n *nacdProc, runs []*interopRun) {
 	lines, raw := readAccessLog(t, n.accessLog)
 	byMAC := map[string][]accessLine{}
 	for _, l := range lines {
@@ -790,7 +799,7 @@ func scrapeDecisions(t *testing.T, addr string) map[string]float64 {
 	return sums
 }
 
-func checkDecisionMetrics(t *testing.T, n *nacdProc, runs []*run) {
+func checkDecisionMetrics(t *testing.T, n *nacdProc, runs []*interopRun) {
 	var accepts, rejects float64
 	for _, r := range runs {
 		if r.persona.accept {
