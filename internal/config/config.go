@@ -156,18 +156,16 @@ func (c *Config) BootstrapAnchors() bool { return len(c.TrustAnchors) == 0 }
 // bootstrap PKI in DataDir.
 func (c *Config) NeedsBootstrap() bool { return c.BootstrapTLS() || c.BootstrapAnchors() }
 
-// BootstrapAnchor is the trust anchor made of the bootstrap CA: il3, with
-// its CRL required.
+// BootstrapAnchor is the trust anchor made of the bootstrap CA
+// (pki.BootstrapResult.Anchor: nacd's own OIDs, il3, its CRL required),
+// named BootstrapAnchorName.
 func BootstrapAnchor(b *pki.BootstrapResult) pki.AnchorConfig {
-	return pki.AnchorConfig{
-		Name:       BootstrapAnchorName,
-		IL3:        true,
-		CAFiles:    []string{b.CACert},
-		CRLs:       []string{b.CRL},
-		CRLRefresh: DefaultCRLRefresh,
-		RequireCRL: true,
-		OIDs:       policy.DefaultOIDs(),
+	a := b.Anchor()
+	a.Name = BootstrapAnchorName
+	if a.CRLRefresh == 0 {
+		a.CRLRefresh = DefaultCRLRefresh
 	}
+	return a
 }
 
 // UseBootstrap fills in what the configuration leaves to the bootstrap PKI:
@@ -216,10 +214,20 @@ func Builtin(dataDir string) (*Config, error) {
 	if dataDir == "" {
 		dataDir = DefaultDataDir
 	}
+	return BuiltinWithSecretFile(dataDir, SecretPath(dataDir))
+}
+
+// BuiltinWithSecretFile is Builtin with the loopback client's secret read
+// from secretFile (e.g. to check the built-in configuration before serve
+// has generated the secret).
+func BuiltinWithSecretFile(dataDir, secretFile string) (*Config, error) {
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
 	return parse(configs.Example, BuiltinSource, func(r *rawConfig) {
 		r.DataDir = dataDir
 		for i := range r.Clients {
-			r.Clients[i].SecretFile = SecretPath(dataDir)
+			r.Clients[i].SecretFile = secretFile
 		}
 	})
 }

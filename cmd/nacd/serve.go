@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/herts-council/nacd/internal/audit"
+	"github.com/herts-council/nacd/internal/config"
+	"github.com/herts-council/nacd/pki"
+	"github.com/herts-council/nacd/radius"
+	"github.com/herts-council/nacd/radius/eaptls"
+)
+
+// bootstrapRenewEvery is how often serve re-runs pki.Bootstrap while the
+// bootstrap CA is the trust anchor, so its CRL is renewed before it goes
+// stale (the TrustStore then reloads the file on its next refresh).
+const bootstrapRenewEvery = time.Hour
+
+// shutdownTimeout bounds the graceful stop of the metrics server.
+const shutdownTimeout = 5 * time.Second
+
+// readyInfo is what serve reports once it listens (tests use the bound
+// addresses of ":0" listeners).
+type readyInfo struct {
+	RADIUSAuth string
+	Metrics    string
+}
+
+// cmdServe runs `nacd serve` until ctx is done (SIGINT/SIGTERM in main).
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(readyInfo)) int {
+	fs := newFlagSet("serve", stderr)
+	cfgPath := fs.String("config", "", "configuration file (default "+DefaultConfigPath+" if it exists, else the built-in configuration)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir; default "+config.DefaultDataDir+")")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if err := serve(ctx, *cfgPath, *dataDir, stdout, stderr, ready); err != nil {
+		printErr(stderr, "serve", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Writer, ready func(readyInfo)) error {
+	l, err := loadConfig(cfgPath, dataDir, createSecret)
+	if err != nil {
+		return err
+	}
+	cfg := l.cfg
+	logger := newLogger(stderr, cfg.Log.Level)
+	defer logger.Sync() //nolint:errcheck // stderr
+
+	var boot *pki.BootstrapResult
+	if cfg.NeedsBootstrap() {
+		boot, err = pki.Bootstrap(cfg.DataDir, time.Now())
+		if err != nil {
+			return fmt.Errorf("bootstrap PKI in %s: %w", cfg.DataDir, err)
+		}
+		if err := cfg.UseBootstrap(boot); err != nil {
+			return err
+		}
+		printBootstrap(stdout, boot)
+	}
+	if l.builtin {
+		printBuiltinSecret(stdout, l)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfoCollector(),
+	)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	store, err := pki.NewTrustStore(cfg.TrustAnchors, pki.WithLogger(logger), pki.WithRegisterer(reg))
+	if err != nil {
+		return fmt.Errorf("trust anchors: %w", err)
+	}
+	store.Start(runCtx)
+	if boot != nil && cfg.TrustAnchors[0].Name == config.BootstrapAnchorName {
+		go renewBootstrap(runCtx, cfg.DataDir, logger)
+	}
+
+	accessLog, accessCloser, err := audit.Open(cfg.Log.AccessLog)
+	if err != nil {
+		return err
+	}
+	defer accessCloser.Close()
+
+	rs, err := radius.NewServer(radius.Config{
+		Clients: radiusClients(cfg.Clients),
+		EAPTLS: &eaptls.Config{
+			Certificates:   []tls.Certificate{cfg.TLS.Certificate},
+			MinVersion:     cfg.TLS.MinVersion,
+			MaxVersion:     cfg.TLS.MaxVersion,
+			FragmentSize:   cfg.TLS.FragmentSize,
+			MaxMessageSize: cfg.TLS.MaxMessageSize,
+		},
+		Verifier:            store,
+		Policy:              cfg.Policy,
+		MaxConversations:    cfg.Limits.MaxConversations,
+		ConversationTimeout: cfg.Limits.ConversationTimeout,
+		DuplicateWindow:     cfg.Limits.DuplicateWindow,
+		Logger:              logger.Named("radius"),
+		AccessLog:           accessLog,
+		Registerer:          reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	conn, err := net.ListenPacket("udp", cfg.Listen.RADIUSAuth)
+	if err != nil {
+		rs.Close()
+		return fmt.Errorf("listen.radius_auth: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen.Metrics)
+	if err != nil {
+		conn.Close()
+		rs.Close()
+		return fmt.Errorf("listen.metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(logger.Named("metrics"))}
+
+	errc := make(chan error, 2)
+	go func() {
+		if err := rs.Serve(conn); err != nil && !errors.Is(err, radius.ErrServerClosed) {
+			errc <- fmt.Errorf("radius: %w", err)
+		}
+	}()
+	go func() {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("metrics: %w", err)
+		}
+	}()
+
+	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), Metrics: ln.Addr().String()}
+	logger.Info("ready",
+		zap.String("radius_auth", info.RADIUSAuth),
+		zap.String("metrics", "http://"+info.Metrics+"/metrics"),
+		zap.String("config", cfg.Source),
+		zap.String("data_dir", cfg.DataDir),
+		zap.Int("clients", len(cfg.Clients)),
+		zap.Strings("trust_anchors", anchorNames(cfg.TrustAnchors)),
+		zap.String("access_log", cfg.Log.AccessLog),
+		zap.String("version", version),
+	)
+	if ready != nil {
+		ready(info)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", zap.String("cause", context.Cause(ctx).Error()))
+	case runErr = <-errc:
+		logger.Error("stopping on error", zap.Error(runErr))
+	}
+	cancel()
+	rs.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer scancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		httpSrv.Close()
+	}
+	if err := accessCloser.Close(); err != nil {
+		logger.Warn("close access log", zap.Error(err))
+	}
+	logger.Info("stopped")
+	return runErr
+}
+
+func radiusClients(cs []config.Client) []radius.Client {
+	out := make([]radius.Client, len(cs))
+	for i, c := range cs {
+		out[i] = radius.Client{
+			Name:                        c.Name,
+			Networks:                    c.Networks,
+			Secret:                      []byte(c.Secret),
+			Site:                        c.Site,
+			RequireMessageAuthenticator: c.RequireMessageAuthenticator,
+		}
+	}
+	return out
+}
+
+func anchorNames(as []pki.AnchorConfig) []string {
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// renewBootstrap re-runs pki.Bootstrap so the bootstrap CRL is renewed.
+func renewBootstrap(ctx context.Context, dataDir string, logger *zap.Logger) {
+	t := time.NewTicker(bootstrapRenewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if _, err := pki.Bootstrap(dataDir, now); err != nil {
+				logger.Error("renew bootstrap CRL", zap.String("data_dir", dataDir), zap.Error(err))
+			}
+		}
+	}
+}
+
+func printBootstrap(w io.Writer, b *pki.BootstrapResult) {
+	state := "loaded"
+	if b.Created {
+		state = "created"
+	}
+	fmt.Fprintf(w, "nacd: bootstrap PKI %s (a throwaway local CA, for trying nacd out):\n", state)
+	fmt.Fprintf(w, "  CA certificate      %s\n", b.CACert)
+	fmt.Fprintf(w, "  CRL                 %s\n", b.CRL)
+	fmt.Fprintf(w, "  server certificate  %s (key %s)\n", b.ServerCert, b.ServerKey)
+	names := make([]string, 0, len(b.Demo))
+	for n := range b.Demo {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  demo device         %s (key %s)\n", b.Demo[n].Cert, b.Demo[n].Key)
+	}
+}
+
+func printBuiltinSecret(w io.Writer, l *loaded) {
+	if l.secret != "" {
+		// Printed once, when generated; afterwards only its path.
+		fmt.Fprintf(w, "nacd: generated the RADIUS shared secret for the loopback client: %s\n", l.secret)
+		fmt.Fprintf(w, "      (saved in %s, mode 0600; it is not printed again)\n", l.secretPath)
+		return
+	}
+	fmt.Fprintf(w, "nacd: RADIUS shared secret for the loopback client: in %s\n", l.secretPath)
+}
+
+func buildInfoCollector() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nacd_build_info",
+		Help: "nacd build information; the value is always 1.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(version, goVersion()).Set(1)
+	return g
+}
