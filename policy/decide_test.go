@@ -384,6 +384,10 @@ func TestGuardIL3(t *testing.T) {
 		{"no site", il3, good, nil, maxRevAge, policy.ReasonSegmentNotOffered},
 		{"VLAN not the site's il3 VLAN", with2(il3, 20), good, &wall, maxRevAge, policy.ReasonSegmentNotOffered},
 		{"VLAN 0", with2(il3, 0), good, &wall, maxRevAge, policy.ReasonSegmentNotOffered},
+		{"VLAN 0 at a site whose il3 VLAN is 0", with2(il3, 0), good,
+			&policy.Site{VLANs: map[policy.Segment]int{policy.SegmentIL3: 0}}, maxRevAge, policy.ReasonSegmentNotOffered},
+		{"VLAN 4095 at a site whose il3 VLAN is 4095", with2(il3, 4095), good,
+			&policy.Site{VLANs: map[policy.Segment]int{policy.SegmentIL3: 4095}}, maxRevAge, policy.ReasonSegmentNotOffered},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -437,5 +441,18 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 	req := policy.Request{Site: wallfields, SSID: ssidCorp, Now: now}
 	if n := testing.AllocsPerRun(100, func() { _ = p.Decide(id, req) }); n != 0 {
 		t.Errorf("Decide allocates %v times per call, want 0", n)
+	}
+}
+
+func TestDecideEmptySiteNeverConfigured(t *testing.T) {
+	// Validate refuses a site named "", but Decide does not rely on that: a
+	// request without a site is always unknown-site.
+	p := &policy.Policy{
+		Sites: map[string]policy.Site{"": {VLANs: map[policy.Segment]int{policy.SegmentGuest: 30}}},
+		Rules: []policy.Rule{{Name: "guest", Segment: policy.SegmentGuest}},
+	}
+	d := p.Decide(person(policy.OwnershipPersonal, policy.RoleVisitor, false), policy.Request{Now: now})
+	if d.Segment != policy.SegmentReject || d.Reason != policy.ReasonUnknownSite || d.Rule != policy.RuleUnknownSite {
+		t.Errorf("Decide = %+v, want reject unknown-site", d)
 	}
 }
