@@ -260,10 +260,10 @@ func alertFor(r policy.Reason) tls.AlertError {
 // conversation's recorded decision admits the device and the session
 // yielded an MSK; otherwise it fails closed.
 func (h *accessHandler) accept(w ResponseWriter, r *Request, c *conversation, out *eap.Packet) {
-	defer h.convs.remove(c)
 	now := h.srv.now()
 	ok, id, d, ver := c.authResult()
 	res := c.session.Result()
+	h.convs.remove(c) // the session is closed when the request releases it
 	rec := h.convRecord(r, c)
 	if res != nil && res.Version != 0 {
 		ver = res.Version
@@ -287,16 +287,14 @@ func (h *accessHandler) accept(w ResponseWriter, r *Request, c *conversation, ou
 		h.reject(w, r, eap.Failure(out.Identifier), rec, string(ReasonInternal))
 		return
 	}
-	if !h.write(w, radius.CodeAccessAccept, attrs) {
-		return
-	}
 	rec.result = ResultAccept
 	rec.segment = d.Segment
 	rec.vlan = d.VLAN
 	rec.rule = d.Rule
 	rec.reason = string(d.Reason)
 	rec.sessionID = sessionID
-	h.decided(rec, now)
+	h.decided(rec, now) // logged before the NAS can act on it
+	h.write(w, radius.CodeAccessAccept, attrs)
 }
 
 // acceptAttributes builds the Access-Accept attributes (Message-Authenticator
@@ -360,7 +358,7 @@ func (h *accessHandler) acceptAttributes(r *Request, out *eap.Packet, id *policy
 
 // fail answers an EAP-Failure (or a session error) with Access-Reject.
 func (h *accessHandler) fail(w ResponseWriter, r *Request, c *conversation, out, in *eap.Packet, err error) {
-	defer h.convs.remove(c)
+	h.convs.remove(c)
 	now := h.srv.now()
 	ok, id, d, ver := c.authResult()
 	rec := h.convRecord(r, c)
@@ -411,13 +409,11 @@ func (h *accessHandler) convRecord(r *Request, c *conversation) *accessRecord {
 // reject sends a minimal Access-Reject (EAP-Failure when given, nothing
 // identifying) and logs the decision.
 func (h *accessHandler) reject(w ResponseWriter, r *Request, failure *eap.Packet, rec *accessRecord, reason string) {
-	if !h.writeReject(w, failure) {
-		return
-	}
 	rec.result = ResultReject
 	rec.segment = policy.SegmentReject
 	rec.reason = reason
 	h.decided(rec, h.srv.now())
+	h.writeReject(w, failure)
 }
 
 func (h *accessHandler) writeReject(w ResponseWriter, failure *eap.Packet) bool {
