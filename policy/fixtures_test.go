@@ -10,8 +10,8 @@ import (
 var now = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 
 const (
-	wallfields = "wallfields"       // offers il3, general, guest, onboarding
-	hertford   = "hertford-theatre" // general, guest, onboarding: no il3
+	wallfields = "wallfields"        // offers il3, general, guest, onboarding
+	hertford   = "hertford-theatre"  // general, guest, onboarding: no il3
 	bishops    = "bishops-stortford" // il3, general, guest: no onboarding
 
 	ssidGuest   = "EHC-Guest"

@@ -167,12 +167,17 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
+func oidError(field string, i int, format string, args ...any) error {
+	return &FieldError{Field: fmt.Sprintf("oids.%s[%d]", field, i), RuleIndex: -1, Msg: fmt.Sprintf(format, args...)}
+}
+
 // Validate checks an OID mapping (e.g. one configured for an external CA):
 // every OID must be a well-formed dotted OID in canonical form (the form
 // certificates are compared in), and no OID may stand for two facts (an OID
 // that meant both council-managed and personal, or two roles, would make the
 // mapping ambiguous). A mapping with no council-managed OID is allowed (every
-// device of that CA is then personal).
+// device of that CA is then personal). Each problem is a *FieldError whose
+// Field is "oids.<fact>[<index>]", e.g. "oids.staff[0]".
 func (o OIDs) Validate() error {
 	fields := []struct {
 		name string
@@ -192,15 +197,15 @@ func (o OIDs) Validate() error {
 		for i, s := range f.oids {
 			parsed, err := x509.ParseOID(s)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("oids.%s[%d]: %q is not a dotted OID: %w", f.name, i, s, err))
+				errs = append(errs, oidError(f.name, i, "%q is not a dotted OID: %v", s, err))
 				continue
 			}
 			if c := parsed.String(); c != s {
-				errs = append(errs, fmt.Errorf("oids.%s[%d]: %q is not in canonical form (write %q)", f.name, i, s, c))
+				errs = append(errs, oidError(f.name, i, "%q is not in canonical form (write %q)", s, c))
 				continue
 			}
 			if prev, ok := seen[s]; ok && prev != f.name {
-				errs = append(errs, fmt.Errorf("oids.%s[%d]: %q already stands for %s", f.name, i, s, prev))
+				errs = append(errs, oidError(f.name, i, "%q already stands for %s", s, prev))
 				continue
 			}
 			seen[s] = f.name

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -325,8 +326,13 @@ func TestOIDsValidate(t *testing.T) {
 			switch {
 			case tc.field == "" && err != nil:
 				t.Errorf("Validate = %v, want nil", err)
-			case tc.field != "" && (err == nil || !strings.Contains(err.Error(), tc.field)):
+			case tc.field != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.field+": ")):
 				t.Errorf("Validate = %v, want an error naming %s", err, tc.field)
+			case tc.field != "":
+				var fe *policy.FieldError
+				if !errors.As(err, &fe) || fe.Field != tc.field || fe.RuleIndex != -1 {
+					t.Errorf("Validate = %#v, want a *FieldError for %s", err, tc.field)
+				}
 			}
 		})
 	}
