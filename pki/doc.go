@@ -1,18 +1,32 @@
 // Package pki owns nacd's trust anchors and revocation checking, and a minimal
 // bootstrap CA for the embedded default.
 //
-// The RADIUS path calls TrustStore.VerifyClient to verify a device chain: it
-// builds the chain against each configured anchor (cached, parsed once),
-// checks the leaf's clientAuth EKU, looks every non-root certificate of the
-// verified chain up in the CRL of its issuer, and returns a policy.Identity
-// with Anchor, AnchorIL3, Status and Revocation filled. CRLs are loaded from
-// files or http(s) URLs and refreshed on a timer; the last good CRL is kept
-// when a refresh fails.
+// The RADIUS path calls TrustStore.VerifyClient (which satisfies
+// radius.CertificateVerifier; pki does not import radius) to verify a device
+// chain: it builds the chain against each configured anchor (parsed once,
+// cached), requires the clientAuth EKU on the leaf, looks every non-root
+// certificate of the verified chain up in the CRL of its issuer (an O(1) map
+// lookup), and returns a policy.Identity with Anchor, AnchorIL3, Status and
+// Revocation filled. CRLs come from files or http(s) URLs (DER or PEM),
+// are refreshed on a timer (Start) and on demand (Refresh); the last good
+// CRL is kept when a refresh fails, and an older CRL never replaces a newer
+// one.
+//
+// Decisions worth knowing:
+//   - clientAuth must be asserted explicitly: anyExtendedKeyUsage alone, or
+//     no EKU extension, is CertWrongEKU (design section 3 profile).
+//   - A CRL is used only after its signature verified with a CA certificate
+//     from the anchor's CA files; so the issuer of every configured CRL
+//     (e.g. an issuing intermediate) must be in those files. A CRL that does
+//     not verify is refused at load, counted, and never used.
+//   - Delta, indirect and reason-partitioned CRLs are refused: using them as
+//     complete CRLs would miss revocations.
+//   - Revocation.Checked is true only when a CRL covered every non-root
+//     certificate of the chain (or one of them is revoked).
 //
 // pki must never accept a chain it could not verify (every failure is a
 // non-ok Status), and must never report revocation as checked when it was
-// not (Revocation.Checked is true only when a CRL whose signature verified
-// with the issuer's certificate answered for every certificate checked).
+// not.
 //
 // The full CA lifecycle (issuance, renewal, revocation, OCSP) is a later
 // issue; Bootstrap only creates a throwaway local CA for the default setup.
