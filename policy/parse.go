@@ -24,29 +24,29 @@ var segments = []Segment{SegmentIL3, SegmentGeneral, SegmentGuest, SegmentOnboar
 // Segments lists every segment, reject last.
 func Segments() []Segment { return append([]Segment(nil), segments...) }
 
-// Reasons lists every reason code Decide can return, for documentation and
-// for pre-registering metric label values.
-func Reasons() []Reason {
-	return []Reason{
-		ReasonRuleMatched,
-		ReasonRuleReject,
-		ReasonNoRuleMatched,
-		ReasonUnknownSite,
-		ReasonSegmentNotOffered,
-		ReasonExpired,
-		ReasonNotYetValid,
-		ReasonUntrusted,
-		ReasonWrongEKU,
-		ReasonRevoked,
-		ReasonCRLStale,
-		ReasonInvalidCertificate,
-		ReasonIL3NotCouncilManaged,
-		ReasonIL3NoClearance,
-		ReasonIL3AnchorNotIL3,
-		ReasonIL3RevocationUnknown,
-		ReasonIL3RevocationStale,
-	}
+var reasons = [...]Reason{
+	ReasonRuleMatched,
+	ReasonRuleReject,
+	ReasonNoRuleMatched,
+	ReasonUnknownSite,
+	ReasonSegmentNotOffered,
+	ReasonExpired,
+	ReasonNotYetValid,
+	ReasonUntrusted,
+	ReasonWrongEKU,
+	ReasonRevoked,
+	ReasonCRLStale,
+	ReasonInvalidCertificate,
+	ReasonIL3NotCouncilManaged,
+	ReasonIL3NoClearance,
+	ReasonIL3AnchorNotIL3,
+	ReasonIL3RevocationUnknown,
+	ReasonIL3RevocationStale,
 }
+
+// Reasons lists every reason code Decide can return, for documentation and
+// for pre-registering metric label values. The caller owns the slice.
+func Reasons() []Reason { return append([]Reason(nil), reasons[:]...) }
 
 func (s Segment) String() string   { return string(s) }
 func (o Ownership) String() string { return string(o) }
@@ -81,7 +81,7 @@ func (r Role) Valid() bool {
 
 // Valid reports whether r is one of the reason codes listed by Reasons.
 func (r Reason) Valid() bool {
-	for _, v := range Reasons() {
+	for _, v := range reasons {
 		if r == v {
 			return true
 		}

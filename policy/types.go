@@ -94,7 +94,7 @@ type Request struct {
 type Decision struct {
 	Segment        Segment
 	VLAN           int           // 0 when Segment is reject
-	SessionTimeout time.Duration // 0: none; never beyond the certificate's NotAfter
+	SessionTimeout time.Duration // 0 on reject; on accept always set (whole seconds), never beyond the certificate's NotAfter
 	Rule           string        // name of the rule that decided, or a built-in name
 	Reason         Reason
 }
