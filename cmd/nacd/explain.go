@@ -103,17 +103,6 @@ func cmdPolicyExplain(args []string, stdout, stderr io.Writer) int {
 }
 
 func explain(certFile, chainFile, site, ssid, cfgPath, dataDir string, now time.Time) (*explanation, error) {
-	chain, err := readCerts(certFile)
-	if err != nil {
-		return nil, err
-	}
-	if chainFile != "" {
-		more, err := readCerts(chainFile)
-		if err != nil {
-			return nil, err
-		}
-		chain = append(chain, more...)
-	}
 	l, err := loadConfig(cfgPath, dataDir, readOnly)
 	if err != nil {
 		return nil, err
@@ -136,6 +125,17 @@ func explain(certFile, chainFile, site, ssid, cfgPath, dataDir string, now time.
 	store, err := pki.NewTrustStore(cfg.TrustAnchors)
 	if err != nil {
 		return nil, fmt.Errorf("trust anchors: %w", err)
+	}
+	chain, err := readCerts(certFile)
+	if err != nil {
+		return nil, err
+	}
+	if chainFile != "" {
+		more, err := readCerts(chainFile)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, more...)
 	}
 	id := store.VerifyClient(chain, now)
 	d := cfg.Policy.Decide(id, policy.Request{Site: site, SSID: ssid, Now: now})
