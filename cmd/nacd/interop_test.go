@@ -543,10 +543,79 @@ func TestInteropFragmentation(t *testing.T) {
 			if res.ClientFragments < 10 {
 				t.Errorf("eapol_test sent %d fragments with the M flag, want >= 10", res.ClientFragments)
 			}
-			if res.ServerFragments < 1 {
-				t.Errorf("nacd sent %d fragments with the M flag, want >= 1 (server flight > 500 bytes)", res.ServerFragments)
+			if res.ServerFragments < 2 {
+				t.Errorf("nacd sent %d fragments with the M flag, want >= 2 (server flight > 1000 bytes)", res.ServerFragments)
+			}
+			// fragment_size 500 is TLS data per message: EAP header (5),
+			// flags (1) and TLS Message Length (4) come on top.
+			if res.MaxServerEAPLength > 510 {
+				t.Errorf("nacd sent an EAP-TLS packet of %d bytes with fragment_size 500", res.MaxServerEAPLength)
 			}
 		})
+	}
+}
+
+// reauths is how many re-authentications the run was asked for, read back
+// from the Access-Accepts it received.
+func reauths(res *eapoltest.Result) int {
+	n := 0
+	for _, m := range res.Messages {
+		if m.Code == 2 {
+			n++
+		}
+	}
+	return max(n-1, 0)
+}
+
+// TestInteropReauthentication: one supplicant authenticates three times in a
+// row (eapol_test -r 2), as a device roaming between APs does. Each must
+// be accepted with the VLAN and fresh keys. If nacd resumes the TLS session,
+// it must still send the full authorization (VLAN, keys) each time.
+func TestInteropReauthentication(t *testing.T) {
+	eapolTest := eapoltest.Require(t)
+	ps := personas()[:2] // council laptop with and without clearance
+	p := newInteropPKI(t, ps)
+	bin := buildNacd(t, t.TempDir())
+	n := startNacd(t, bin, p, 1020)
+	for _, ver := range []string{"1.2", "1.3"} {
+		for _, pc := range ps {
+			t.Run("tls"+ver+"/"+pc.name, func(t *testing.T) {
+				t.Parallel()
+				files := p.personaFiles[pc.name]
+				res := runEapolTest(t, eapolTest, eapoltest.Options{
+					Server: n.addr, Secret: n.secret, CACert: p.rootFile,
+					ClientCert: files.Chain, ClientKey: files.Key,
+					Identity: identityFor(pc.device), TLSVersion: ver, ClientIP: wallfieldsIP,
+					Reauths: 2,
+				})
+				checkOutcome(t, pc, ver, res)
+				if res.EAPSuccesses != 3 {
+					t.Fatalf("%d EAP-Success events, want 3", res.EAPSuccesses)
+				}
+				if res.Resumed {
+					t.Logf("nacd resumed a TLS session on re-authentication")
+				}
+				accepts := 0
+				for _, m := range res.Messages {
+					if m.Code != 2 {
+						continue
+					}
+					accepts++
+					vlan := ""
+					for _, a := range m.Attributes {
+						if a.Type == eapoltest.AttrTunnelPrivateGroupID {
+							vlan = a.Value
+						}
+					}
+					if want := hex.EncodeToString([]byte(strconv.Itoa(pc.vlan))); vlan != want {
+						t.Errorf("Access-Accept %d: Tunnel-Private-Group-Id %q, want %q (hex)", accepts, vlan, want)
+					}
+				}
+				if accepts != 3 {
+					t.Errorf("%d Access-Accepts, want 3", accepts)
+				}
+			})
+		}
 	}
 }
 
@@ -582,12 +651,37 @@ func checkOutcome(t *testing.T, pc persona, ver string, res *eapoltest.Result) {
 	if res.TLSVersion != ver {
 		t.Errorf("negotiated TLS %q, want %q", res.TLSVersion, ver)
 	}
+	// BlastRADIUS mitigation: Message-Authenticator first in every
+	// Access-Challenge, Access-Accept and Access-Reject.
+	for i, m := range res.Messages {
+		if len(m.Attributes) == 0 || m.Attributes[0].Type != eapoltest.AttrMessageAuthenticator {
+			t.Errorf("RADIUS message %d (%s) does not start with Message-Authenticator", i, m.CodeName)
+		}
+	}
 	if !pc.accept {
 		if !res.Rejected() {
 			t.Fatalf("want Access-Reject; got success=%v last code=%q timed out=%v\n%s",
 				res.Success, res.Code, res.TimedOut, tailLines(res.Raw, 30))
 		}
+		// A minimal Access-Reject: no identity, VLAN, Class or keys.
+		for _, a := range res.Messages[len(res.Messages)-1].Attributes {
+			switch a.Type {
+			case eapoltest.AttrEAPMessage, eapoltest.AttrMessageAuthenticator:
+			default:
+				t.Errorf("Access-Reject carries attribute %d (%s)", a.Type, a.Name)
+			}
+		}
+		// RFC 9190: never the protected success indication, then a Failure.
+		if res.CommitmentMessage {
+			t.Error("TLS 1.3 commitment message (0x00) received before an Access-Reject")
+		}
 		return
+	}
+	if ver == "1.3" && !res.CommitmentMessage {
+		t.Error("TLS 1.3 accept without the commitment message (RFC 9190 section 2.5)")
+	}
+	if res.EAPSuccesses != 1+reauths(res) {
+		t.Errorf("%d EAP-Success events", res.EAPSuccesses)
 	}
 	if !res.Success {
 		t.Fatalf("want SUCCESS; got last code=%q timed out=%v\n%s", res.Code, res.TimedOut, tailLines(res.Raw, 30))
@@ -686,6 +780,19 @@ func checkAccessLog(t *testing.T, n *nacdProc, runs []*interopRun) {
 		}
 		if got := l.str("event.reason"); got != r.persona.reason {
 			t.Errorf("%s: event.reason %q, want %q", name, got, r.persona.reason)
+		}
+		if !r.persona.accept {
+			// Certificate rejects: the verifier's status and the TLS
+			// alert that ended the handshake are in the log.
+			if got := l.str("nacd.cert_status"); got != r.persona.reason {
+				t.Errorf("%s: nacd.cert_status %q, want %q", name, got, r.persona.reason)
+			}
+			if l.str("nacd.tls_alert") == "" {
+				t.Errorf("%s: no nacd.tls_alert on a certificate reject", name)
+			}
+			if l.str("tls.client.x509.serial_number") == "" {
+				t.Errorf("%s: a rejected certificate's serial is not logged", name)
+			}
 		}
 		if r.persona.accept {
 			if v, _ := l["network.vlan.id"].(float64); int(v) != r.persona.vlan {

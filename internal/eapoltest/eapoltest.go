@@ -91,6 +91,9 @@ type Options struct {
 	MAC string
 	// Attributes are extra attributes sent in every Access-Request.
 	Attributes []Attribute
+	// Reauths is the number of re-authentications after the first one
+	// (eapol_test -r; default 0).
+	Reauths int
 	// NoMPPE tells eapol_test not to expect MPPE keys (-n).
 	NoMPPE bool
 	// Phase1 is appended verbatim to the computed phase1 flags.
@@ -121,6 +124,18 @@ type Result struct {
 	// ClientFragments counts EAP-TLS messages the supplicant sent with the
 	// More-fragments flag; ServerFragments those it received with it.
 	ClientFragments, ServerFragments int
+	// MaxServerEAPLength is the longest EAP-Request/TLS packet received
+	// (EAP header included).
+	MaxServerEAPLength int
+	// CommitmentMessage is true when the supplicant received and
+	// acknowledged the TLS 1.3 commitment message (protected success
+	// indication, one application-data byte 0x00, RFC 9190 section 2.5).
+	CommitmentMessage bool
+	// Resumed is true when a TLS handshake was a session resumption.
+	Resumed bool
+	// EAPSuccesses counts EAP-Success events (1 per authentication; more
+	// with Reauths).
+	EAPSuccesses int
 	// TimedOut is true when eapol_test gave up waiting ("EAPOL test timed
 	// out"): the server dropped or never answered a request. A timed-out
 	// run is not a reject.
@@ -237,6 +252,9 @@ func (o Options) Args(confPath string) ([]string, error) {
 	if o.Secret == "" {
 		return nil, errors.New("secret is empty")
 	}
+	if o.Reauths < 0 || o.Reauths > 10 {
+		return nil, fmt.Errorf("Reauths %d out of range 0..10", o.Reauths)
+	}
 	mac := o.MAC
 	if mac == "" {
 		mac = "02:00:00:00:00:01"
@@ -246,7 +264,7 @@ func (o Options) Args(confPath string) ([]string, error) {
 		"-a", host,
 		"-p", port,
 		"-s", o.Secret,
-		"-r", "0",
+		"-r", strconv.Itoa(o.Reauths),
 		"-t", strconv.Itoa(o.timeoutSeconds()),
 		"-M", mac,
 	}

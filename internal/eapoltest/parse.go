@@ -36,6 +36,7 @@ var (
 	reValue     = regexp.MustCompile(`^      Value: (.*)$`)
 	reMPPE      = regexp.MustCompile(`^MPPE keys OK: (\d+)\s+mismatch: (\d+)$`)
 	reRecvFrag  = regexp.MustCompile(`^SSL: Received packet\(len=\d+\) - Flags 0x([0-9a-f]{2})$`)
+	reDecap     = regexp.MustCompile(`^decapsulated EAP packet \(code=1 id=\d+ len=(\d+)\) from RADIUS server: EAP-Request-TLS \(13\)$`)
 	reTLSVer    = regexp.MustCompile(`^SSL: Using TLS version TLSv(1\.[0-3])$`)
 	reHexdump   = regexp.MustCompile(`^(EAP-TLS: Derived key|MS-MPPE-Send-Key \(sign\)|MS-MPPE-Recv-Key \(crypt\)) - hexdump\(len=(\d+)\):((?: [0-9a-f]{2})*)$`)
 )
@@ -101,6 +102,15 @@ func Parse(out string) (*Result, error) {
 			if f&0x40 != 0 { // M (more fragments) flag, RFC 5216 section 3.1
 				res.ServerFragments++
 			}
+		case reDecap.MatchString(l):
+			n, _ := strconv.Atoi(reDecap.FindStringSubmatch(l)[1])
+			res.MaxServerEAPLength = max(res.MaxServerEAPLength, n)
+		case l == "EAP-TLS: ACKing Commitment Message":
+			res.CommitmentMessage = true
+		case l == "OpenSSL: Handshake finished - resumed=1":
+			res.Resumed = true
+		case strings.HasPrefix(l, "CTRL-EVENT-EAP-SUCCESS "):
+			res.EAPSuccesses++
 		case l == "EAPOL test timed out":
 			res.TimedOut = true
 		case reMPPE.MatchString(l):

@@ -63,6 +63,18 @@ func TestParseCaptures(t *testing.T) {
 			if r.ServerFragments != tc.serverFrag || r.ClientFragments != 0 {
 				t.Errorf("fragments server=%d client=%d, want %d and 0", r.ServerFragments, r.ClientFragments, tc.serverFrag)
 			}
+			if got := r.CommitmentMessage; got != (tc.success && tc.tlsVersion == "1.3") {
+				t.Errorf("CommitmentMessage = %v", got)
+			}
+			if r.Resumed {
+				t.Errorf("Resumed = true")
+			}
+			if tc.success && r.EAPSuccesses != 1 || !tc.success && r.EAPSuccesses != 0 {
+				t.Errorf("EAPSuccesses = %d", r.EAPSuccesses)
+			}
+			if tc.tlsVersion != "" && r.MaxServerEAPLength != 1020 {
+				t.Errorf("MaxServerEAPLength = %d, want 1020 (FreeRADIUS fragment_size)", r.MaxServerEAPLength)
+			}
 			if !r.MPPEChecked {
 				t.Errorf("MPPE line not found")
 			}
