@@ -337,3 +337,33 @@ func TestOIDsValidate(t *testing.T) {
 		})
 	}
 }
+
+// FuzzIdentityFromCertificate: whatever certificate a device presents (and
+// crypto/x509 parses), reading it never panics and yields only defined
+// facts.
+func FuzzIdentityFromCertificate(f *testing.F) {
+	ca := testpki.NewRoot(f, "fuzz root")
+	for _, d := range []testpki.Device{
+		{Ownership: policy.OwnershipCouncilManaged, Role: policy.RoleStaff, IL3: true, Email: "a@eastherts.gov.uk", UUID: "0b7c3d8e-6f0a-4a51-9a43-6c1d2e3f4a5b"},
+		{Ownership: policy.OwnershipPersonal, Role: policy.RoleMember, ExtraPolicies: []string{"1.2.3.4"}},
+		{UUID: "not-a-uuid"},
+	} {
+		f.Add(ca.IssueDevice(f, d).Cert.Raw)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		id := policy.IdentityFromCertificate(cert, policy.DefaultOIDs())
+		if !id.Ownership.Valid() || !id.Role.Valid() {
+			t.Fatalf("undefined facts: %q, %q", id.Ownership, id.Role)
+		}
+		if id.DeviceUUID != "" && (len(id.DeviceUUID) != 36 || id.DeviceUUID != strings.ToLower(id.DeviceUUID)) {
+			t.Fatalf("DeviceUUID %q", id.DeviceUUID)
+		}
+		if id.Ownership == policy.OwnershipCouncilManaged && slices.Contains(id.PolicyOIDs, policy.OIDOwnershipPersonal) {
+			t.Fatal("council-managed although personal is asserted")
+		}
+	})
+}
