@@ -10,6 +10,7 @@ package testtool
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -47,13 +48,34 @@ func truthy(v string) bool {
 // Package returns the Debian package that provides tool, or "" when unknown.
 func Package(tool string) string { return packages[tool] }
 
+// sbinDirs are searched after PATH: daemons such as freeradius live in
+// /usr/sbin, which a non-root user's PATH often lacks.
+var sbinDirs = []string{"/usr/local/sbin", "/usr/sbin", "/sbin"}
+
+// Look returns the path of the named tool: from PATH, else from the sbin
+// directories.
+func Look(name string) (string, error) {
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path, nil
+	}
+	if !strings.ContainsRune(name, '/') {
+		for _, dir := range sbinDirs {
+			if p, e := exec.LookPath(filepath.Join(dir, name)); e == nil {
+				return p, nil
+			}
+		}
+	}
+	return "", err
+}
+
 // Require returns the absolute path of the named tool. When the tool is not
-// on PATH it fails the test (Fatalf) if Required() is true, and otherwise
+// on PATH (nor in an sbin directory) it fails the test (Fatalf) if Required() is true, and otherwise
 // skips it (Skipf) with a loud message saying which tool is missing and how
 // to install it.
 func Require(tb testing.TB, name string) string {
 	tb.Helper()
-	path, err := exec.LookPath(name)
+	path, err := Look(name)
 	if err == nil {
 		return path
 	}

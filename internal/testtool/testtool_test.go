@@ -47,6 +47,9 @@ func TestRequire(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("PATH", dir)
+			old := sbinDirs
+			sbinDirs = nil
+			defer func() { sbinDirs = old }()
 			t.Setenv(RequireEnv, tc.require)
 			t.Setenv("CI", tc.ci)
 			f := &fakeTB{TB: t}
@@ -64,5 +67,23 @@ func TestRequire(t *testing.T) {
 func TestPackage(t *testing.T) {
 	if got := Package("eapol_test"); got != "eapoltest" {
 		t.Errorf("Package(eapol_test) = %q, want eapoltest", got)
+	}
+}
+
+func TestLookSbin(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nacd-sbin-tool"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	old := sbinDirs
+	sbinDirs = []string{dir}
+	defer func() { sbinDirs = old }()
+	got, err := Look("nacd-sbin-tool")
+	if err != nil || got != filepath.Join(dir, "nacd-sbin-tool") {
+		t.Errorf("Look = %q, %v; want the tool from the sbin directory", got, err)
+	}
+	if _, err := Look("nacd-no-such-tool"); err == nil {
+		t.Error("Look found a tool that does not exist")
 	}
 }
