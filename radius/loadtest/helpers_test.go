@@ -50,7 +50,7 @@ type testPKI struct {
 }
 
 var (
-	pkiOnce sync.Once
+	pkiOnce   sync.Once
 	sharedPKI *testPKI
 )
 

@@ -287,4 +287,3 @@ func TestCancelReturnsPartialSummary(t *testing.T) {
 		t.Fatalf("aborted %d timeouts %d errors %d, want 2 aborted", s.Aborted, s.Timeouts, s.Errors)
 	}
 }
-
