@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,6 +97,17 @@ type Options struct {
 	Reauths int
 	// NoMPPE tells eapol_test not to expect MPPE keys (-n).
 	NoMPPE bool
+	// EAPMethod is the only EAP method the supplicant offers (default
+	// "TLS"); e.g. "PEAP" makes it NAK the server's EAP-TLS Start.
+	EAPMethod string
+	// DisableExtendedMasterSecret makes OpenSSL leave out the Extended
+	// Master Secret extension (RFC 7627) from the ClientHello, via an
+	// OPENSSL_CONF with Options = -ExtendedMasterSecret: a TLS 1.2 client
+	// without EMS, as older supplicants are.
+	DisableExtendedMasterSecret bool
+	// ServerChainFile, when set, receives the server certificate chain
+	// eapol_test got (-o).
+	ServerChainFile string
 	// Phase1 is appended verbatim to the computed phase1 flags.
 	Phase1 string
 }
@@ -131,6 +143,14 @@ type Result struct {
 	// acknowledged the TLS 1.3 commitment message (protected success
 	// indication, one application-data byte 0x00, RFC 9190 section 2.5).
 	CommitmentMessage bool
+	// ClientHelloExtensions and ServerHelloExtensions list the TLS
+	// extension types of the first ClientHello sent and ServerHello
+	// received (nil when not in the output).
+	ClientHelloExtensions, ServerHelloExtensions []uint16
+	// ServerCertificates and ClientCertificates are the DER certificates
+	// of the first Certificate message received and sent, in the order
+	// on the wire (leaf first); nil when none was exchanged.
+	ServerCertificates, ClientCertificates [][]byte
 	// Resumed is true when a TLS handshake was a session resumption.
 	Resumed bool
 	// EAPSuccesses counts EAP-Success events (1 per authentication; more
@@ -180,6 +200,19 @@ func Require(tb testing.TB) string {
 	return testtool.Require(tb, "eapol_test")
 }
 
+var reMethod = regexp.MustCompile(`^[A-Z0-9-]{2,16}$`)
+
+// opensslNoEMS is an OpenSSL 3 configuration that disables the Extended
+// Master Secret extension for every SSL_CTX (SSL_CONF "Options").
+const opensslNoEMS = `openssl_conf = nacd_eapoltest
+[nacd_eapoltest]
+ssl_conf = nacd_ssl
+[nacd_ssl]
+system_default = nacd_ssl_default
+[nacd_ssl_default]
+Options = -ExtendedMasterSecret
+`
+
 // Config renders the wpa_supplicant network block for o.
 func (o Options) Config() (string, error) {
 	q := func(s string) (string, error) {
@@ -192,8 +225,15 @@ func (o Options) Config() (string, error) {
 	if ident == "" {
 		ident = "anonymous"
 	}
+	method := o.EAPMethod
+	if method == "" {
+		method = "TLS"
+	}
+	if !reMethod.MatchString(method) {
+		return "", fmt.Errorf("EAP method %q is not a wpa_supplicant method name", method)
+	}
 	var b strings.Builder
-	b.WriteString("network={\n\tkey_mgmt=IEEE8021X\n\teap=TLS\n\teapol_flags=0\n")
+	fmt.Fprintf(&b, "network={\n\tkey_mgmt=IEEE8021X\n\teap=%s\n\teapol_flags=0\n", method)
 	line := func(k, v string) error {
 		qv, err := q(v)
 		if err != nil {
@@ -277,6 +317,9 @@ func (o Options) Args(confPath string) ([]string, error) {
 	if o.NoMPPE {
 		args = append(args, "-n")
 	}
+	if o.ServerChainFile != "" {
+		args = append(args, "-o", o.ServerChainFile)
+	}
 	for _, a := range o.Attributes {
 		f, err := a.flag()
 		if err != nil {
@@ -339,6 +382,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
+	if o.DisableExtendedMasterSecret {
+		cnf := filepath.Join(dir, "openssl.cnf")
+		if err := os.WriteFile(cnf, []byte(opensslNoEMS), 0o600); err != nil {
+			return nil, err
+		}
+		cmd.Env = append(os.Environ(), "OPENSSL_CONF="+cnf)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second

@@ -37,6 +37,7 @@ var (
 	reMPPE      = regexp.MustCompile(`^MPPE keys OK: (\d+)\s+mismatch: (\d+)$`)
 	reRecvFrag  = regexp.MustCompile(`^SSL: Received packet\(len=\d+\) - Flags 0x([0-9a-f]{2})$`)
 	reDecap     = regexp.MustCompile(`^decapsulated EAP packet \(code=1 id=\d+ len=(\d+)\) from RADIUS server: EAP-Request-TLS \(13\)$`)
+	reHelloDump = regexp.MustCompile(`^OpenSSL: Message - hexdump\(len=(\d+)\):((?: [0-9a-f]{2})*)$`)
 	reTLSVer    = regexp.MustCompile(`^SSL: Using TLS version TLSv(1\.[0-3])$`)
 	reHexdump   = regexp.MustCompile(`^(EAP-TLS: Derived key|MS-MPPE-Send-Key \(sign\)|MS-MPPE-Recv-Key \(crypt\)) - hexdump\(len=(\d+)\):((?: [0-9a-f]{2})*)$`)
 )
@@ -82,9 +83,60 @@ func Parse(out string) (*Result, error) {
 	}
 
 	var msgs []Message
+	helloNext := ""
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
+		if helloNext != "" {
+			kind := helloNext
+			helloNext = ""
+			if sm := reHelloDump.FindStringSubmatch(l); sm != nil {
+				b, err := hex.DecodeString(strings.ReplaceAll(sm[2], " ", ""))
+				if err != nil {
+					return res, fmt.Errorf("%w: bad %s hexdump", ErrUnparsable, kind)
+				}
+				if strings.HasSuffix(kind, "certificate") {
+					certs, err := certificateList(b, strings.HasPrefix(kind, "1.3"))
+					if err != nil {
+						return res, fmt.Errorf("%w: %s message: %v", ErrUnparsable, kind, err)
+					}
+					if strings.Contains(kind, "server") && res.ServerCertificates == nil {
+						res.ServerCertificates = certs
+					}
+					if strings.Contains(kind, "client") && res.ClientCertificates == nil {
+						res.ClientCertificates = certs
+					}
+					continue
+				}
+				ext, err := helloExtensions(b, kind == "client")
+				if err != nil {
+					return res, fmt.Errorf("%w: %s: %v", ErrUnparsable, kind, err)
+				}
+				if kind == "client" && res.ClientHelloExtensions == nil {
+					res.ClientHelloExtensions = ext
+				}
+				if kind == "server" && res.ServerHelloExtensions == nil {
+					res.ServerHelloExtensions = ext
+				}
+				continue
+			}
+		}
 		switch {
+		case strings.HasPrefix(l, "OpenSSL: TX ver=") && strings.HasSuffix(l, " (handshake/client hello)"):
+			helloNext = "client"
+		case strings.HasPrefix(l, "OpenSSL: RX ver=") && strings.HasSuffix(l, " (handshake/server hello)"):
+			helloNext = "server"
+		case strings.HasSuffix(l, " content_type=22 (handshake/certificate)") && strings.HasPrefix(l, "OpenSSL: "):
+			// "OpenSSL: RX ver=0x303 ..." is the server's Certificate,
+			// TX the client's; ver=0x304 is the TLS 1.3 format.
+			v := "1.2"
+			if strings.Contains(l, " ver=0x304 ") {
+				v = "1.3"
+			}
+			who := "client"
+			if strings.HasPrefix(l, "OpenSSL: RX ") {
+				who = "server"
+			}
+			helloNext = v + " " + who + " certificate"
 		case l == "Received RADIUS message":
 			if i+1 >= len(lines) {
 				return res, fmt.Errorf("%w: truncated RADIUS message dump", ErrUnparsable)
@@ -335,4 +387,121 @@ func (r *Result) CheckKeys() error {
 		return errors.New("MS-MPPE-Send-Key is not MSK[32:64]")
 	}
 	return nil
+}
+
+// Extension types worth naming in tests (IANA TLS ExtensionType values).
+const (
+	ExtExtendedMasterSecret = 0x0017
+	ExtSessionTicket        = 0x0023
+	ExtSupportedVersions    = 0x002b
+)
+
+// helloExtensions returns the extension types of a ClientHello or
+// ServerHello handshake message (RFC 8446 section 4.1.2/4.1.3).
+func helloExtensions(b []byte, client bool) ([]uint16, error) {
+	if len(b) < 4+2+32+1 || (client && b[0] != 1) || (!client && b[0] != 2) {
+		return nil, errors.New("not a hello message")
+	}
+	n := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	if 4+n > len(b) {
+		return nil, errors.New("truncated hello")
+	}
+	p := b[4 : 4+n]
+	skip := func(k int) bool {
+		if k > len(p) {
+			return false
+		}
+		p = p[k:]
+		return true
+	}
+	vec := func(lenBytes int) bool {
+		if len(p) < lenBytes {
+			return false
+		}
+		l := 0
+		for i := 0; i < lenBytes; i++ {
+			l = l<<8 | int(p[i])
+		}
+		return skip(lenBytes + l)
+	}
+	ok := skip(2+32) && vec(1) // version, random, session id
+	if client {
+		ok = ok && vec(2) && vec(1) // cipher suites, compression methods
+	} else {
+		ok = ok && skip(2+1) // cipher suite, compression method
+	}
+	if !ok {
+		return nil, errors.New("malformed hello")
+	}
+	if len(p) == 0 {
+		return []uint16{}, nil
+	}
+	if len(p) < 2 || int(p[0])<<8|int(p[1]) != len(p)-2 {
+		return nil, errors.New("bad extensions length")
+	}
+	p = p[2:]
+	ext := []uint16{}
+	for len(p) > 0 {
+		if len(p) < 4 {
+			return nil, errors.New("truncated extension")
+		}
+		t, l := uint16(p[0])<<8|uint16(p[1]), int(p[2])<<8|int(p[3])
+		if 4+l > len(p) {
+			return nil, errors.New("truncated extension data")
+		}
+		ext = append(ext, t)
+		p = p[4+l:]
+	}
+	return ext, nil
+}
+
+// HasExtension reports whether ext lists t.
+func HasExtension(ext []uint16, t uint16) bool {
+	for _, e := range ext {
+		if e == t {
+			return true
+		}
+	}
+	return false
+}
+
+// certificateList returns the DER certificates of a TLS Certificate
+// handshake message (RFC 5246 section 7.4.2; RFC 8446 section 4.4.2 when
+// tls13), in the order sent.
+func certificateList(b []byte, tls13 bool) ([][]byte, error) {
+	if len(b) < 4 || b[0] != 11 {
+		return nil, errors.New("not a Certificate message")
+	}
+	u24 := func(p []byte) int { return int(p[0])<<16 | int(p[1])<<8 | int(p[2]) }
+	n := u24(b[1:])
+	if 4+n > len(b) {
+		return nil, errors.New("truncated")
+	}
+	p := b[4 : 4+n]
+	if tls13 {
+		if len(p) < 1 || 1+int(p[0]) > len(p) {
+			return nil, errors.New("bad request context")
+		}
+		p = p[1+int(p[0]):]
+	}
+	if len(p) < 3 || u24(p) != len(p)-3 {
+		return nil, errors.New("bad certificate_list length")
+	}
+	p = p[3:]
+	certs := [][]byte{}
+	for len(p) > 0 {
+		if len(p) < 3 || 3+u24(p) > len(p) {
+			return nil, errors.New("truncated certificate")
+		}
+		l := u24(p)
+		certs = append(certs, p[3:3+l])
+		p = p[3+l:]
+		if tls13 {
+			if len(p) < 2 || 2+(int(p[0])<<8|int(p[1])) > len(p) {
+				return nil, errors.New("truncated certificate extensions")
+			}
+			p = p[2+(int(p[0])<<8|int(p[1])):]
+		}
+	}
+	return certs, nil
 }

@@ -1,6 +1,7 @@
 package eapoltest
 
 import (
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -35,13 +36,14 @@ func TestParseCaptures(t *testing.T) {
 		mppeOK     bool
 		keysOK     bool
 		serverFrag int
+		clientCert int
 	}{
 		{file: "freeradius-accept-tls12.txt", success: true, code: "Access-Accept", tlsVersion: "1.2",
-			vlan: "110", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "laptop-1", sessionTO: 3600, mppeOK: true, keysOK: true, serverFrag: 1},
+			vlan: "110", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "laptop-1", sessionTO: 3600, mppeOK: true, keysOK: true, serverFrag: 1, clientCert: 2},
 		{file: "freeradius-accept-tls13.txt", success: true, code: "Access-Accept", tlsVersion: "1.3",
-			vlan: "110", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "laptop-1", sessionTO: 3600, mppeOK: true, keysOK: true, serverFrag: 1},
-		{file: "freeradius-reject-untrusted-tls12.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.2", serverFrag: 1},
-		{file: "freeradius-reject-untrusted-tls13.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.3", serverFrag: 1},
+			vlan: "110", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "laptop-1", sessionTO: 3600, mppeOK: true, keysOK: true, serverFrag: 1, clientCert: 2},
+		{file: "freeradius-reject-untrusted-tls12.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.2", serverFrag: 1, clientCert: 1},
+		{file: "freeradius-reject-untrusted-tls13.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.3", serverFrag: 1, clientCert: 1},
 		{file: "freeradius-wrong-secret.txt", timedOut: true, code: ""},
 		{file: "closed-port.txt", timedOut: true, code: ""},
 	}
@@ -65,6 +67,29 @@ func TestParseCaptures(t *testing.T) {
 			}
 			if got := r.CommitmentMessage; got != (tc.success && tc.tlsVersion == "1.3") {
 				t.Errorf("CommitmentMessage = %v", got)
+			}
+			if tc.tlsVersion != "" {
+				if !HasExtension(r.ClientHelloExtensions, ExtExtendedMasterSecret) {
+					t.Errorf("ClientHello extensions %x lack extended_master_secret", r.ClientHelloExtensions)
+				}
+				if tc.tlsVersion == "1.2" && !HasExtension(r.ServerHelloExtensions, ExtExtendedMasterSecret) {
+					t.Errorf("TLS 1.2 ServerHello extensions %x lack extended_master_secret", r.ServerHelloExtensions)
+				}
+				if tc.tlsVersion == "1.3" && !HasExtension(r.ServerHelloExtensions, ExtSupportedVersions) {
+					t.Errorf("TLS 1.3 ServerHello extensions %x lack supported_versions", r.ServerHelloExtensions)
+				}
+			}
+			if tc.tlsVersion != "" {
+				// FreeRADIUS sends leaf + intermediate; the client
+				// its testpki chain file.
+				if len(r.ServerCertificates) != 2 || len(r.ClientCertificates) != tc.clientCert {
+					t.Errorf("certificates on the wire: server %d, client %d; want 2 and %d", len(r.ServerCertificates), len(r.ClientCertificates), tc.clientCert)
+				}
+				for _, der := range append(append([][]byte{}, r.ServerCertificates...), r.ClientCertificates...) {
+					if _, err := x509.ParseCertificate(der); err != nil {
+						t.Errorf("certificate from the wire does not parse: %v", err)
+					}
+				}
 			}
 			if r.Resumed {
 				t.Errorf("Resumed = true")
@@ -283,6 +308,27 @@ func TestOptionsConfigAndArgs(t *testing.T) {
 				if !strings.Contains(joined, w) {
 					t.Errorf("args lack %q: %s", w, joined)
 				}
+			}
+		})
+	}
+}
+
+func TestHelloExtensionsRejectsGarbage(t *testing.T) {
+	tests := []struct {
+		name   string
+		b      []byte
+		client bool
+	}{
+		{"empty", nil, true},
+		{"wrong type", append([]byte{2, 0, 0, 40}, make([]byte, 40)...), true},
+		{"length beyond data", []byte{1, 0, 1, 0, 3, 3}, true},
+		{"truncated session id", append([]byte{1, 0, 0, 36, 3, 3}, append(make([]byte, 32), 0x20, 0)...), true},
+		{"extension length lie", append(append([]byte{2, 0, 0, 44, 3, 3}, make([]byte, 32)...), 0, 0x13, 0x01, 0, 0, 5, 0, 0x17, 0, 9), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := helloExtensions(tc.b, tc.client); err == nil {
+				t.Error("want an error")
 			}
 		})
 	}

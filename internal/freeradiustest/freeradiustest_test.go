@@ -2,6 +2,7 @@ package freeradiustest
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -148,4 +149,118 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestSupplicantKnobsAgainstFreeRADIUS proves the harness options that the
+// nacd interop tests rely on, against the reference server.
+func TestSupplicantKnobsAgainstFreeRADIUS(t *testing.T) {
+	eapolTest := eapoltest.Require(t)
+	dir := t.TempDir()
+	root := testpki.NewRoot(t, "FR Knobs Root")
+	inter := root.NewIntermediate(t, "FR Knobs Devices")
+	server := inter.IssueServer(t, "radius.test", testpki.ECDSAP256).WriteFiles(t, dir, "server")
+	caFile := root.WriteCert(t, dir, "root")
+	dev := inter.IssueDevice(t, testpki.Device{CommonName: "laptop-1"}).WriteFiles(t, dir, "laptop")
+	srv := Start(t, Config{CACertFile: caFile, ServerCertFile: server.Chain, ServerKeyFile: server.Key, DefaultVLAN: 100})
+
+	base := eapoltest.Options{Binary: eapolTest, Server: srv.Addr, Secret: srv.Secret, CACert: caFile,
+		ClientCert: dev.Chain, ClientKey: dev.Key, Identity: "laptop-1", Timeout: 10 * time.Second}
+	run := func(t *testing.T, o eapoltest.Options) *eapoltest.Result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := eapoltest.Run(ctx, o)
+		capture(t, "freeradius-"+strings.ReplaceAll(strings.TrimPrefix(t.Name(), "TestSupplicantKnobsAgainstFreeRADIUS/"), " ", "-"), r)
+		if err != nil {
+			t.Fatalf("eapol_test: %v", err)
+		}
+		return r
+	}
+
+	t.Run("tls1.2 without extended master secret", func(t *testing.T) {
+		o := base
+		o.TLSVersion, o.DisableExtendedMasterSecret = "1.2", true
+		r := run(t, o)
+		if eapoltest.HasExtension(r.ClientHelloExtensions, eapoltest.ExtExtendedMasterSecret) {
+			t.Fatalf("ClientHello still offers extended_master_secret: %x", r.ClientHelloExtensions)
+		}
+		if eapoltest.HasExtension(r.ServerHelloExtensions, eapoltest.ExtExtendedMasterSecret) {
+			t.Errorf("ServerHello has extended_master_secret although the client did not offer it")
+		}
+		if !r.Success || !r.MPPEKeysOK || r.CheckKeys() != nil {
+			t.Errorf("FreeRADIUS without EMS: success=%v mppe=%v keys=%v", r.Success, r.MPPEKeysOK, r.CheckKeys())
+		}
+	})
+	t.Run("tls1.2 with extended master secret", func(t *testing.T) {
+		o := base
+		o.TLSVersion = "1.2"
+		r := run(t, o)
+		if !eapoltest.HasExtension(r.ClientHelloExtensions, eapoltest.ExtExtendedMasterSecret) ||
+			!eapoltest.HasExtension(r.ServerHelloExtensions, eapoltest.ExtExtendedMasterSecret) {
+			t.Errorf("EMS not negotiated: client %x server %x", r.ClientHelloExtensions, r.ServerHelloExtensions)
+		}
+		if !r.Success {
+			t.Error("not accepted")
+		}
+	})
+	t.Run("peer offers only PEAP", func(t *testing.T) {
+		o := base
+		o.EAPMethod = "PEAP"
+		r := run(t, o)
+		if !r.Rejected() {
+			t.Errorf("want Access-Reject after the NAK; got success=%v code=%q timedOut=%v", r.Success, r.Code, r.TimedOut)
+		}
+		if !strings.Contains(r.Raw, "EAP: Building EAP-Nak") {
+			t.Errorf("supplicant did not NAK EAP-TLS")
+		}
+	})
+	t.Run("server chain written", func(t *testing.T) {
+		o := base
+		o.ServerChainFile = filepath.Join(t.TempDir(), "server-chain.pem")
+		r := run(t, o)
+		if !r.Success {
+			t.Fatal("not accepted")
+		}
+		certs := readCerts(t, o.ServerChainFile)
+		var names []string
+		for _, c := range certs {
+			names = append(names, c.Subject.CommonName)
+		}
+		t.Logf("server chain file: %q", names)
+		// eapol_test writes the chain as verified (root first), not as sent.
+		if len(certs) != 3 || certs[2].Subject.CommonName != "radius.test" {
+			t.Errorf("server chain file: %q, want root, intermediate, radius.test", names)
+		}
+		if len(r.ServerCertificates) != 2 {
+			t.Errorf("FreeRADIUS sent %d certificates, want leaf + intermediate", len(r.ServerCertificates))
+		}
+	})
+}
+
+// readCerts reads PEM or DER certificates from a file.
+func readCerts(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
+	if out == nil {
+		if c, err := x509.ParseCertificate(b); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
