@@ -232,7 +232,7 @@ func (ts *TrustStore) buildAnchor(ctx context.Context, cfg AnchorConfig, old *st
 		if err != nil {
 			return nil, fmt.Errorf("pki: trust anchor %q: CRL %s: %w", cfg.Name, loc, err)
 		}
-		src := &crlSource{loc: loc, isURL: isURL, nextDue: now.Add(a.refresh)}
+		src := &crlSource{loc: loc, isURL: isURL}
 		c, err := ts.loadSource(ctx, a, src)
 		if err != nil {
 			if !isURL || !isFetchError(err) {
@@ -249,11 +249,12 @@ func (ts *TrustStore) buildAnchor(ctx context.Context, cfg AnchorConfig, old *st
 					}
 				}
 			}
-			// Retry sooner than the full interval.
-			src.nextDue = now.Add(min(a.refresh, 30*time.Second))
 		} else {
 			src.cur.Store(c)
+			ts.log.Info("CRL loaded", zap.String("anchor", cfg.Name), zap.String("source", loc),
+				zap.Time("this_update", c.thisUpdate), zap.Time("next_update", c.nextUpdate), zap.Int("revoked", len(c.revoked)))
 		}
+		src.nextDue = a.nextDue(src, now)
 		a.sources = append(a.sources, src)
 	}
 	a.rebuildIndex()
@@ -392,7 +393,7 @@ func (ts *TrustStore) refreshDue(ctx context.Context, now time.Time) time.Time {
 					return next
 				}
 				changed = ts.refreshSource(ctx, a, s) || changed
-				s.nextDue = time.Now().Add(a.refresh)
+				s.nextDue = a.nextDue(s, time.Now())
 			}
 			if s.nextDue.Before(next) {
 				next = s.nextDue
@@ -420,7 +421,7 @@ func (ts *TrustStore) Refresh(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("pki: trust anchor %q: CRL %s: %w", a.cfg.Name, s.loc, s.lastErr))
 			}
 			changed = ok || changed
-			s.nextDue = time.Now().Add(a.refresh)
+			s.nextDue = a.nextDue(s, time.Now())
 		}
 		if changed {
 			a.rebuildIndex()
@@ -454,6 +455,28 @@ func (ts *TrustStore) refreshSource(ctx context.Context, a *anchor, s *crlSource
 	ts.log.Debug("CRL refreshed", zap.String("anchor", a.cfg.Name), zap.String("source", s.loc),
 		zap.Time("this_update", c.thisUpdate), zap.Time("next_update", c.nextUpdate), zap.Int("revoked", len(c.revoked)))
 	return true
+}
+
+// minRetry is the shortest wait between two loads of one CRL source.
+const minRetry = 30 * time.Second
+
+// nextDue is when s should be loaded again: after the anchor's refresh
+// interval, or sooner when s has no CRL yet or its CRL reaches NextUpdate
+// first, but never sooner than minRetry (or the interval, if shorter).
+func (a *anchor) nextDue(s *crlSource, now time.Time) time.Time {
+	due := now.Add(a.refresh)
+	floor := now.Add(min(a.refresh, minRetry))
+	c := s.cur.Load()
+	switch {
+	case c == nil:
+		due = floor
+	case !c.nextUpdate.IsZero() && c.nextUpdate.Before(due):
+		due = c.nextUpdate
+	}
+	if due.Before(floor) {
+		due = floor
+	}
+	return due
 }
 
 func olderCRL(n, cur *loadedCRL) bool {

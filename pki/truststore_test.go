@@ -622,3 +622,36 @@ func TestStartRefreshLoop(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestNextDue(t *testing.T) {
+	now := time.Now()
+	a := &anchor{refresh: 5 * time.Minute}
+	fast := &anchor{refresh: 10 * time.Millisecond}
+	src := func(c *loadedCRL) *crlSource {
+		s := &crlSource{}
+		if c != nil {
+			s.cur.Store(c)
+		}
+		return s
+	}
+	tests := []struct {
+		name string
+		a    *anchor
+		s    *crlSource
+		want time.Duration
+	}{
+		{"not loaded: retry soon", a, src(nil), minRetry},
+		{"fresh CRL: the interval", a, src(&loadedCRL{nextUpdate: now.Add(time.Hour)}), 5 * time.Minute},
+		{"NextUpdate before the interval", a, src(&loadedCRL{nextUpdate: now.Add(2 * time.Minute)}), 2 * time.Minute},
+		{"NextUpdate passed: not sooner than the retry floor", a, src(&loadedCRL{nextUpdate: now.Add(-time.Hour)}), minRetry},
+		{"no NextUpdate: the interval", a, src(&loadedCRL{}), 5 * time.Minute},
+		{"interval shorter than the floor", fast, src(nil), 10 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.a.nextDue(tc.s, now).Sub(now); got != tc.want {
+				t.Errorf("nextDue in %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
