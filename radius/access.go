@@ -140,7 +140,7 @@ func (h *accessHandler) access(w ResponseWriter, r *Request) {
 // Access-Reject with EAP-Failure. It is not an access decision about a
 // device, so it goes to the metrics and the operational log only.
 func (h *accessHandler) unknownState(w ResponseWriter, r *Request, p *eap.Packet) {
-	h.srv.metrics.decisions.WithLabelValues(ResultReject, "", r.Client.Site, string(ReasonUnknownState)).Inc()
+	h.srv.metrics.decisions.WithLabelValues(ResultReject, string(policy.SegmentReject), r.Client.Site, string(ReasonUnknownState)).Inc()
 	h.srv.limitedLog("unknown_state", "radius: request with an unknown or expired State",
 		zap.String("nas", r.Client.Name), zap.Stringer("src", r.RemoteAddr))
 	h.writeReject(w, eap.Failure(p.Identifier))

@@ -194,6 +194,7 @@ func (ff *fakeFactory) closedCount() int {
 
 type envOptions struct {
 	maxConversations int
+	convTimeout      time.Duration
 	verifier         CertificateVerifier
 	policy           *policy.Policy
 	fake             *fakeFactory // nil: real eaptls sessions
@@ -236,14 +237,15 @@ func newEnv(tb testing.TB, opt envOptions) *testEnv {
 			{Name: "ap-wallfields", Networks: []netip.Prefix{netip.MustParsePrefix(nasIP + "/32")}, Secret: testSecret, Site: testSite},
 			{Name: "strict", Networks: []netip.Prefix{netip.MustParsePrefix(strictNASIP + "/32")}, Secret: testSecret, Site: testSite, RequireMessageAuthenticator: true},
 		},
-		EAPTLS:           testEAPTLSConfig(tb),
-		Verifier:         opt.verifier,
-		Policy:           opt.policy,
-		MaxConversations: opt.maxConversations,
-		Logger:           zap.New(opCore),
-		AccessLog:        zap.New(accessCore),
-		Registerer:       e.reg,
-		Now:              opt.now,
+		EAPTLS:              testEAPTLSConfig(tb),
+		Verifier:            opt.verifier,
+		Policy:              opt.policy,
+		MaxConversations:    opt.maxConversations,
+		ConversationTimeout: opt.convTimeout,
+		Logger:              zap.New(opCore),
+		AccessLog:           zap.New(accessCore),
+		Registerer:          e.reg,
+		Now:                 opt.now,
 	})
 	if err != nil {
 		tb.Fatalf("NewServer: %v", err)
