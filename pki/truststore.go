@@ -74,14 +74,13 @@ type storeState struct {
 
 // anchor is one parsed trust anchor. Everything but crls is immutable.
 type anchor struct {
-	cfg        AnchorConfig
-	refresh    time.Duration
-	roots      *x509.CertPool
-	inter      *x509.CertPool      // intermediates from the CA files (nil if none)
-	cas        []*x509.Certificate // every CA certificate from the files (CRL issuers)
-	sources    []*crlSource
-	crls       atomic.Pointer[crlIndex]
-	lastReload time.Time
+	cfg     AnchorConfig
+	refresh time.Duration
+	roots   *x509.CertPool
+	inter   *x509.CertPool      // intermediates from the CA files (nil if none)
+	cas     []*x509.Certificate // every CA certificate from the files (CRL issuers)
+	sources []*crlSource
+	crls    atomic.Pointer[crlIndex]
 }
 
 // crlSource is one configured CRL location and its last good CRL. Its
@@ -178,7 +177,7 @@ func (ts *TrustStore) build(ctx context.Context, cfgs []AnchorConfig, old *store
 }
 
 func (ts *TrustStore) buildAnchor(ctx context.Context, cfg AnchorConfig, old *storeState, now time.Time) (*anchor, error) {
-	a := &anchor{cfg: cfg, refresh: cfg.CRLRefresh, roots: x509.NewCertPool(), lastReload: now}
+	a := &anchor{cfg: cfg, refresh: cfg.CRLRefresh, roots: x509.NewCertPool()}
 	if a.refresh <= 0 {
 		a.refresh = DefaultCRLRefresh
 	}
