@@ -567,6 +567,114 @@ func reauths(res *eapoltest.Result) int {
 	return max(n-1, 0)
 }
 
+// TestInteropEdgeCases: what real peers do that the personas do not.
+func TestInteropEdgeCases(t *testing.T) {
+	eapolTest := eapoltest.Require(t)
+	ps := personas()[1:2] // staff council laptop without clearance: general
+	pc := ps[0]
+	p := newInteropPKI(t, ps)
+	bin := buildNacd(t, t.TempDir())
+	n := startNacd(t, bin, p, 1020)
+	files := p.personaFiles[pc.name]
+	base := eapoltest.Options{
+		Server: n.addr, Secret: n.secret, CACert: p.rootFile,
+		ClientCert: files.Chain, ClientKey: files.Key,
+		Identity: identityFor(pc.device), ClientIP: wallfieldsIP,
+	}
+	dropsBefore := scrape(t, n.metrics, "nacd_radius_dropped_total")
+
+	t.Run("group", func(t *testing.T) {
+		// RFC 5216 key derivation for a TLS 1.2 client without Extended
+		// Master Secret (RFC 7627): either the right keys or a clean
+		// reject, never wrong keys or silence.
+		t.Run("tls1.2 client without extended master secret", func(t *testing.T) {
+			t.Parallel()
+			o := base
+			o.TLSVersion, o.DisableExtendedMasterSecret = "1.2", true
+			o.MAC = "02:00:00:00:EE:01"
+			res := runEapolTest(t, eapolTest, o)
+			if eapoltest.HasExtension(res.ClientHelloExtensions, eapoltest.ExtExtendedMasterSecret) {
+				t.Fatalf("harness problem: ClientHello still offers EMS")
+			}
+			switch {
+			case res.Success:
+				checkOutcome(t, pc, "1.2", res)
+			case res.Rejected():
+				t.Logf("nacd refuses TLS 1.2 without EMS (allowed by eaptls-notes if the reason is clear)")
+				l := accessLogLineFor(t, n, "02-00-00-00-EE-01")
+				if l.str("event.reason") == "" || l.str("nacd.result") != "reject" {
+					t.Errorf("reject without a clear reason: %v", l)
+				}
+			default:
+				t.Fatalf("no answer (timed out=%v, last code %q)", res.TimedOut, res.Code)
+			}
+		})
+		// A peer that NAKs EAP-TLS gets an Access-Reject, not silence.
+		t.Run("peer offers only PEAP", func(t *testing.T) {
+			t.Parallel()
+			o := base
+			o.EAPMethod = "PEAP"
+			o.MAC = "02:00:00:00:EE:02"
+			res := runEapolTest(t, eapolTest, o)
+			if !strings.Contains(res.Raw, "EAP: Building EAP-Nak") {
+				t.Fatalf("harness problem: the supplicant did not NAK")
+			}
+			if !res.Rejected() {
+				t.Fatalf("want Access-Reject after the NAK; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
+			}
+			if got := accessLogLineFor(t, n, "02-00-00-00-EE-02").str("event.reason"); got != "eap-nak" {
+				t.Errorf("access log reason %q, want eap-nak", got)
+			}
+		})
+		// Wrong shared secret: the Message-Authenticator does not verify,
+		// nacd drops silently (RFC 3579) and counts it.
+		t.Run("wrong shared secret", func(t *testing.T) {
+			t.Parallel()
+			o := base
+			o.Secret = "not-" + n.secret
+			o.Timeout = 2 * time.Second
+			res := runEapolTest(t, eapolTest, o)
+			if !res.TimedOut || res.Code != "" {
+				t.Errorf("want silence; got code %q timed out=%v", res.Code, res.TimedOut)
+			}
+		})
+		// A NAS that is not a configured client: dropped and counted.
+		t.Run("unknown NAS", func(t *testing.T) {
+			t.Parallel()
+			o := base
+			o.ClientIP = "127.0.0.3"
+			o.Timeout = 2 * time.Second
+			res := runEapolTest(t, eapolTest, o)
+			if !res.TimedOut || res.Code != "" {
+				t.Errorf("want silence; got code %q timed out=%v", res.Code, res.TimedOut)
+			}
+		})
+	})
+
+	drops := scrape(t, n.metrics, "nacd_radius_dropped_total")
+	for _, cause := range []string{"bad_message_authenticator", "unknown_client"} {
+		if sumBy(drops, "cause", cause) <= sumBy(dropsBefore, "cause", cause) {
+			t.Errorf(`nacd_radius_dropped_total{cause=%q} did not move`, cause)
+		}
+	}
+}
+
+// accessLogLineFor returns the one access log line for a Calling-Station-Id.
+func accessLogLineFor(t *testing.T, n *nacdProc, mac string) accessLine {
+	t.Helper()
+	lines, _ := readAccessLog(t, n.accessLog)
+	var found []accessLine
+	for _, l := range lines {
+		if strings.EqualFold(l.str("radius.calling_station_id"), mac) {
+			found = append(found, l)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d access log lines for %s, want 1", len(found), mac)
+	}
+	return found[0]
+}
+
 // TestInteropReauthentication: one supplicant authenticates three times in a
 // row (eapol_test -r 2), as a device roaming between APs does. Each must
 // be accepted with the VLAN and fresh keys. If nacd resumes the TLS session,
@@ -682,6 +790,10 @@ func checkOutcome(t *testing.T, pc persona, ver string, res *eapoltest.Result) {
 	}
 	if res.EAPSuccesses != 1+reauths(res) {
 		t.Errorf("%d EAP-Success events", res.EAPSuccesses)
+	}
+	// The server chain goes without the root: leaf + intermediate.
+	if len(res.ServerCertificates) != 2 {
+		t.Errorf("nacd sent %d server certificates, want 2 (leaf + intermediate, no root)", len(res.ServerCertificates))
 	}
 	if !res.Success {
 		t.Fatalf("want SUCCESS; got last code=%q timed out=%v\n%s", res.Code, res.TimedOut, tailLines(res.Raw, 30))
@@ -861,10 +973,20 @@ func checkAccessLog(t *testing.T, n *nacdProc, runs []*interopRun) {
 	}
 }
 
-var reDecision = regexp.MustCompile(`^nacd_radius_decisions_total\{([^}]*)\} ([0-9.e+]+)$`)
-var reResultLabel = regexp.MustCompile(`(?:^|,)result="([^"]*)"`)
+// sample is one series of a scraped metric.
+type sample struct {
+	labels map[string]string
+	value  float64
+}
 
-func scrapeDecisions(t *testing.T, addr string) map[string]float64 {
+var (
+	reSample = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? ([0-9.eE+-]+|NaN|[+-]Inf)$`)
+	reLabel  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+)
+
+// scrape returns the series of metric from nacd's /metrics (Prometheus
+// text format); it fails the test when the metric is absent.
+func scrape(t *testing.T, addr, metric string) []sample {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -884,26 +1006,37 @@ func scrapeDecisions(t *testing.T, addr string) map[string]float64 {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
-	sums := map[string]float64{}
-	found := false
+	var out []sample
 	for _, line := range strings.Split(string(body), "\n") {
-		m := reDecision.FindStringSubmatch(line)
-		if m == nil {
+		m := reSample.FindStringSubmatch(line)
+		if m == nil || m[1] != metric {
 			continue
 		}
-		found = true
-		v, err := strconv.ParseFloat(m[2], 64)
+		v, err := strconv.ParseFloat(m[3], 64)
 		if err != nil {
 			t.Fatalf("metric value in %q: %v", line, err)
 		}
-		if lm := reResultLabel.FindStringSubmatch(m[1]); lm != nil {
-			sums[lm[1]] += v
+		smp := sample{labels: map[string]string{}, value: v}
+		for _, lm := range reLabel.FindAllStringSubmatch(m[2], -1) {
+			smp.labels[lm[1]] = lm[2]
+		}
+		out = append(out, smp)
+	}
+	if out == nil {
+		t.Fatalf("no %s series in /metrics:\n%s", metric, tailLines(string(body), 80))
+	}
+	return out
+}
+
+// sumBy sums the samples whose label has the given value.
+func sumBy(samples []sample, label, value string) float64 {
+	var s float64
+	for _, smp := range samples {
+		if smp.labels[label] == value {
+			s += smp.value
 		}
 	}
-	if !found {
-		t.Fatalf("no nacd_radius_decisions_total series in /metrics:\n%s", tailLines(string(body), 60))
-	}
-	return sums
+	return s
 }
 
 func checkDecisionMetrics(t *testing.T, n *nacdProc, runs []*interopRun) {
@@ -915,11 +1048,21 @@ func checkDecisionMetrics(t *testing.T, n *nacdProc, runs []*interopRun) {
 			rejects++
 		}
 	}
-	sums := scrapeDecisions(t, n.metrics)
-	if sums["accept"] != accepts {
-		t.Errorf(`nacd_radius_decisions_total{result="accept"} sums to %v, want %v`, sums["accept"], accepts)
+	d := scrape(t, n.metrics, "nacd_radius_decisions_total")
+	if got := sumBy(d, "result", "accept"); got != accepts {
+		t.Errorf(`nacd_radius_decisions_total{result="accept"} sums to %v, want %v`, got, accepts)
 	}
-	if sums["reject"] != rejects {
-		t.Errorf(`nacd_radius_decisions_total{result="reject"} sums to %v, want %v`, sums["reject"], rejects)
+	if got := sumBy(d, "result", "reject"); got != rejects {
+		t.Errorf(`nacd_radius_decisions_total{result="reject"} sums to %v, want %v`, got, rejects)
+	}
+	// Per segment: the il3 accepts are exactly the il3 personas.
+	var il3 float64
+	for _, r := range runs {
+		if r.persona.segment == policy.SegmentIL3 {
+			il3++
+		}
+	}
+	if got := sumBy(d, "segment", "il3"); got != il3 {
+		t.Errorf(`nacd_radius_decisions_total{segment="il3"} sums to %v, want %v`, got, il3)
 	}
 }
