@@ -136,14 +136,13 @@ func (h *accessHandler) access(w ResponseWriter, r *Request) {
 	}
 }
 
-// unknownState answers a request whose State is not (or no longer) known:
-// Access-Reject with EAP-Failure. It is not an access decision about a
-// device, so it goes to the metrics and the operational log only.
+// unknownState answers a request whose State is not (or no longer) known
+// (expired, evicted, finished, or from a NAS that failed over):
+// Access-Reject with EAP-Failure, logged like every reject.
 func (h *accessHandler) unknownState(w ResponseWriter, r *Request, p *eap.Packet) {
-	h.srv.metrics.decisions.WithLabelValues(ResultReject, string(policy.SegmentReject), r.Client.Site, string(ReasonUnknownState)).Inc()
 	h.srv.limitedLog("unknown_state", "radius: request with an unknown or expired State",
 		zap.String("nas", r.Client.Name), zap.Stringer("src", r.RemoteAddr))
-	h.writeReject(w, eap.Failure(p.Identifier))
+	h.reject(w, r, eap.Failure(p.Identifier), h.newRecord(r), string(ReasonUnknownState))
 }
 
 // start begins a conversation on EAP-Response/Identity: a fresh random

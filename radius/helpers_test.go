@@ -195,6 +195,7 @@ func (ff *fakeFactory) closedCount() int {
 type envOptions struct {
 	maxConversations int
 	convTimeout      time.Duration
+	workers          int
 	verifier         CertificateVerifier
 	policy           *policy.Policy
 	fake             *fakeFactory // nil: real eaptls sessions
@@ -242,6 +243,7 @@ func newEnv(tb testing.TB, opt envOptions) *testEnv {
 		Policy:              opt.policy,
 		MaxConversations:    opt.maxConversations,
 		ConversationTimeout: opt.convTimeout,
+		Workers:             opt.workers,
 		Logger:              zap.New(opCore),
 		AccessLog:           zap.New(accessCore),
 		Registerer:          e.reg,

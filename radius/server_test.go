@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -171,7 +172,7 @@ func TestRejects(t *testing.T) {
 		}, false, 0, string(ReasonNoEAP), true},
 		{"State that does not exist", func() []byte {
 			return accessRequest(t, 2, &eap.Packet{Code: eap.CodeResponse, Identifier: 5, Type: eap.TypeTLS, Data: []byte{0}}, []byte("0123456789abcdef"))
-		}, true, 5, string(ReasonUnknownState), false},
+		}, true, 5, string(ReasonUnknownState), true},
 		{"EAP length lies", func() []byte {
 			return signMA(rawPacket(byte(radius.CodeAccessRequest), 3, randomAuth(t), splitRaw(attrEAPMessage, lying)...), testSecret)
 		}, true, 9, string(ReasonEAPMalformed), true},
@@ -384,4 +385,41 @@ func TestServeAfterClose(t *testing.T) {
 	if err := e.srv.Serve(conn); err != ErrServerClosed {
 		t.Fatalf("Serve after Close = %v, want ErrServerClosed", err)
 	}
+}
+
+// TestOverloadDropped: when every worker is busy and the queue is full,
+// datagrams are dropped and counted (cause overloaded), and the queued ones
+// are still answered once the workers free up.
+func TestOverloadDropped(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	entered := make(chan struct{})
+	e := newEnv(t, envOptions{workers: 1, wrap: func(inner Handler) Handler {
+		return HandlerFunc(func(w ResponseWriter, r *Request) {
+			once.Do(func() { close(entered); <-gate })
+			inner.ServeRADIUS(w, r)
+		})
+	}})
+	c := e.dial(t, nasIP)
+	if _, err := c.Write(statusServer(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	<-entered // the only worker is now blocked
+	const n = 3 * queuePerWorker
+	for i := 1; i <= n; i++ {
+		if _, err := c.Write(statusServer(t, byte(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "overload drops", func() bool {
+		return e.droppedCount(DropOverloaded) >= n-queuePerWorker
+	})
+	close(gate)
+	dropped := int(e.droppedCount(DropOverloaded))
+	for range n + 1 - dropped {
+		if resp := read(t, c); resp[0] != byte(radius.CodeAccessAccept) {
+			t.Fatalf("code %d", resp[0])
+		}
+	}
+	assertNoReply(t, c)
 }
