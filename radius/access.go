@@ -81,7 +81,7 @@ func (h *accessHandler) access(w ResponseWriter, r *Request) {
 	p, err := eap.Parse(msg)
 	if err != nil {
 		if hasState {
-			if c := h.convs.get(string(state), h.srv.now()); c != nil {
+			if c := h.convs.get(string(state), h.srv.now()); c != nil && c.client.Name == r.Client.Name {
 				h.convs.remove(c)
 			}
 		}
