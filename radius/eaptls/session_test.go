@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -555,4 +557,50 @@ func TestVersionPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTLS13ChaCha20 covers the ChaCha20-Poly1305 suite, which crypto/tls
+// only picks when AES-GCM has no hardware support: the test re-runs itself
+// with GODEBUG=cpu.aes=off (both sides then prefer ChaCha20). It checks a
+// success and a refusal, whose alert nacd protects itself.
+func TestTLS13ChaCha20(t *testing.T) {
+	if os.Getenv("EAPTLS_CHACHA_CHILD") != "1" {
+		checkNoLeak(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTLS13ChaCha20$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "EAPTLS_CHACHA_CHILD=1", "GODEBUG=cpu.aes=off")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "chacha20 checked") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	pki := newTestPKI(t, testpki.ECDSAP256, testpki.ECDSAP256, 0)
+	for _, refuse := range []bool{false, true} {
+		s := NewSession(pki.serverConfig(0, 0, 0), func(tls.ConnectionState) error {
+			if refuse {
+				return errNotAllowed
+			}
+			return nil
+		})
+		p := NewPeer(pki.peerConfig(0, 0))
+		x := converse(t, s, p, 1)
+		var suite uint16
+		if refuse {
+			if x.final != eap.CodeFailure || !errors.Is(x.serverErr, errNotAllowed) ||
+				x.peerErr == nil || !strings.Contains(x.peerErr.Error(), "remote error: tls: access denied") {
+				t.Fatalf("refusal: final %d, server %v, peer %v", x.final, x.serverErr, x.peerErr)
+			}
+		} else {
+			if x.final != eap.CodeSuccess {
+				t.Fatalf("final %d: %v", x.final, x.serverErr)
+			}
+			suite = s.Result().CipherSuite
+			if suite != tls.TLS_CHACHA20_POLY1305_SHA256 {
+				t.Skipf("suite %s: GODEBUG=cpu.aes=off had no effect here", tls.CipherSuiteName(suite))
+			}
+		}
+		s.Close()
+		p.Close()
+	}
+	t.Log("chacha20 checked")
 }
