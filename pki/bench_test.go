@@ -57,3 +57,22 @@ func BenchmarkRevocationLookup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseCRL100k parses and indexes a CRL of 100,000 serials (the
+// cost of one refresh of a large CRL).
+func BenchmarkParseCRL100k(b *testing.B) {
+	f := newFixture(b)
+	now := time.Now()
+	serials := make([]*big.Int, 100_000)
+	for i := range serials {
+		serials[i] = new(big.Int).Lsh(big.NewInt(int64(i)+1), 100)
+	}
+	der := f.inter.CRL(b, 1, now.Add(-time.Hour), now.Add(24*time.Hour), serials...)
+	b.SetBytes(int64(len(der)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseCRL(der, "bench", []*x509.Certificate{f.inter.Cert}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -50,6 +50,7 @@ type loadedCRL struct {
 	thisUpdate time.Time
 	nextUpdate time.Time // zero when absent
 	number     *big.Int  // nil when absent
+	digest     [32]byte  // SHA-256 of the bytes it was parsed from
 	revoked    map[string]struct{}
 	// Scope from the issuingDistributionPoint extension.
 	onlyUser, onlyCA bool

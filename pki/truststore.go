@@ -2,6 +2,7 @@ package pki
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -289,7 +290,16 @@ func (ts *TrustStore) loadSource(ctx context.Context, a *anchor, src *crlSource)
 			return nil, err
 		}
 	}
-	return parseCRL(data, src.loc, a.cas)
+	digest := sha256.Sum256(data)
+	if cur := src.cur.Load(); cur != nil && cur.digest == digest {
+		return cur, nil // unchanged bytes: already parsed and verified
+	}
+	c, err := parseCRL(data, src.loc, a.cas)
+	if err != nil {
+		return nil, err
+	}
+	c.digest = digest
+	return c, nil
 }
 
 func (a *anchor) isCA(c *x509.Certificate) bool {
@@ -429,8 +439,8 @@ func (ts *TrustStore) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// refreshSource loads s again; on success it replaces s.cur and reports
-// true. A CRL older than the current one (lower CRL number or earlier
+// refreshSource loads s again; when it changed and is good it replaces
+// s.cur and reports true. A CRL older than the current one (lower CRL number or earlier
 // ThisUpdate, same issuer) is refused: serving an old CRL must not undo a
 // revocation.
 func (ts *TrustStore) refreshSource(ctx context.Context, a *anchor, s *crlSource) bool {
@@ -441,6 +451,9 @@ func (ts *TrustStore) refreshSource(ctx context.Context, a *anchor, s *crlSource
 			c.thisUpdate.UTC().Format(time.RFC3339), cur.thisUpdate.UTC().Format(time.RFC3339))
 	}
 	s.lastErr = err
+	if err == nil && c == cur {
+		return false // unchanged
+	}
 	if err != nil {
 		ts.metrics.refreshError(a.cfg.Name)
 		fields := []zap.Field{zap.String("anchor", a.cfg.Name), zap.String("source", s.loc), zap.Error(err)}

@@ -655,3 +655,36 @@ func TestNextDue(t *testing.T) {
 		})
 	}
 }
+
+// Refreshing a source whose bytes did not change keeps the parsed CRL (no
+// re-parse of a large CRL every interval) and is not an error.
+func TestRefreshUnchangedKeepsParsedCRL(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	interCRL := f.crlFile(t, "inter.crl", f.inter, 1, now.Add(-time.Hour), now.Add(24*time.Hour))
+	ts, err := NewTrustStore([]AnchorConfig{{Name: "council", CAFiles: []string{f.rootFile, f.interFile}, CRLs: []string{interCRL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := ts.state.Load().anchors[0].sources[0]
+	before := src.cur.Load()
+	steps := []struct {
+		name     string
+		write    []byte
+		wantSame bool
+	}{
+		{"unchanged bytes", nil, true},
+		{"new CRL", f.inter.CRL(t, 2, now, now.Add(24*time.Hour)), false},
+	}
+	for _, s := range steps {
+		if s.write != nil {
+			writeFile(t, interCRL, s.write)
+		}
+		if err := ts.Refresh(context.Background()); err != nil {
+			t.Fatalf("%s: Refresh: %v", s.name, err)
+		}
+		if got := src.cur.Load() == before; got != s.wantSame {
+			t.Errorf("%s: same parsed CRL %v, want %v", s.name, got, s.wantSame)
+		}
+	}
+}
