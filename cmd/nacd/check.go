@@ -78,7 +78,7 @@ func printSummary(w io.Writer, l *loaded) {
 		}
 		row(k, "%s: il3 %v, %d CA file(s), %d CRL source(s), refresh %s", a.Name, a.IL3, len(a.CAFiles), len(a.CRLs), a.CRLRefresh)
 	}
-	row("policy", "%d rule(s), max_revocation_age %s", len(cfg.Policy.Rules), cfg.Policy.MaxRevocationAge)
+	row("policy", "%d rule(s), max_revocation_age %s", len(cfg.Policy.Rules), shortDuration(cfg.Policy.MaxRevocationAge))
 	for i, r := range cfg.Policy.Rules {
 		action := string(r.Segment)
 		if r.Segment == policy.SegmentIL3 {

@@ -156,7 +156,7 @@ func explain(certFile, chainFile, site, ssid, cfgPath, dataDir string, now time.
 		Revocation: explainRev{
 			Checked: id.Revocation.Checked, Revoked: id.Revocation.Revoked, Stale: id.Revocation.Stale,
 			Source: id.Revocation.Source, AgeSecs: id.Revocation.Age.Seconds(),
-			MaxAgeIL: cfg.Policy.MaxRevocationAge.String(),
+			MaxAgeIL: shortDuration(cfg.Policy.MaxRevocationAge),
 		},
 		Decision: explainDecn{
 			Accepted: d.Accepted(), Segment: string(d.Segment), VLAN: d.VLAN, Rule: d.Rule,
@@ -251,6 +251,18 @@ func printExplanation(w io.Writer, ex *explanation) {
 	row("rule", "%s", d.Rule)
 	row("reason", "%s", d.Reason)
 	if d.SessionTimeout > 0 {
-		row("session timeout", "%s", time.Duration(d.SessionTimeout)*time.Second)
+		row("session timeout", "%s", shortDuration(time.Duration(d.SessionTimeout)*time.Second))
 	}
+}
+
+// shortDuration prints d without zero minutes and seconds: "12h", "1h30m".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

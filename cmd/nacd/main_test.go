@@ -502,3 +502,22 @@ func TestServeFailures(t *testing.T) {
 		})
 	}
 }
+
+func TestShortDuration(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{12 * time.Hour, "12h"},
+		{168 * time.Hour, "168h"},
+		{90 * time.Minute, "1h30m"},
+		{30 * time.Second, "30s"},
+		{time.Hour + time.Second, "1h0m1s"},
+		{5 * time.Minute, "5m"},
+	}
+	for _, tc := range tests {
+		if got := shortDuration(tc.in); got != tc.want {
+			t.Errorf("shortDuration(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -36,14 +36,17 @@ import (
 // Defaults (design section 6). configs/nacd.example.yaml documents each
 // next to its field.
 const (
-	DefaultDataDir             = "./nacd-data"
-	DefaultRADIUSAuth          = "127.0.0.1:1812"
-	DefaultRADIUSAcct          = "127.0.0.1:1813"
-	DefaultMetrics             = "127.0.0.1:9812"
-	DefaultFragmentSize        = 1020
-	DefaultMaxMessageSize      = 65536
-	DefaultCRLRefresh          = 5 * time.Minute
-	DefaultMaxRevocationAge    = 24 * time.Hour
+	DefaultDataDir        = "./nacd-data"
+	DefaultRADIUSAuth     = "127.0.0.1:1812"
+	DefaultRADIUSAcct     = "127.0.0.1:1813"
+	DefaultMetrics        = "127.0.0.1:9812"
+	DefaultFragmentSize   = 1020
+	DefaultMaxMessageSize = 65536
+	DefaultCRLRefresh     = 5 * time.Minute
+	// DefaultMaxRevocationAge is a week: the life of a weekly-published CRL
+	// (a common AD CS schedule) and of the bootstrap CRL, which pki renews
+	// after half of it. Lower it when the CA publishes more often.
+	DefaultMaxRevocationAge    = 7 * 24 * time.Hour
 	DefaultMaxConversations    = 65536
 	DefaultConversationTimeout = 30 * time.Second
 	DefaultDuplicateWindow     = 5 * time.Second

@@ -137,7 +137,7 @@ func TestBuiltin(t *testing.T) {
 	if cfg.Log.Level != zapcore.InfoLevel || cfg.Log.AccessLog != "stdout" {
 		t.Errorf("Log = %+v", cfg.Log)
 	}
-	if cfg.Policy.MaxRevocationAge != 24*time.Hour {
+	if cfg.Policy.MaxRevocationAge != 7*24*time.Hour {
 		t.Errorf("MaxRevocationAge = %v", cfg.Policy.MaxRevocationAge)
 	}
 
