@@ -604,3 +604,47 @@ func TestTLS13ChaCha20(t *testing.T) {
 	}
 	t.Log("chacha20 checked")
 }
+
+func handshakeRecord(msgType byte, body []byte) []byte {
+	msg := append([]byte{msgType, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+	return append([]byte{recordHandshake, 3, 3, byte(len(msg) >> 8), byte(len(msg))}, msg...)
+}
+
+func serverHelloBody(random []byte) []byte {
+	return append(append([]byte{3, 3}, random...), 0, 0x13, 0x01, 0) // session id, suite, compression
+}
+
+// TestHelloScanner: the ServerHello random is found across records and
+// feeds, a HelloRetryRequest is skipped, anything else before a ServerHello
+// gives up (and TLS 1.2 key derivation then fails closed).
+func TestHelloScanner(t *testing.T) {
+	random := bytes.Repeat([]byte{0x5A}, 32)
+	sh := handshakeRecord(handshakeServerHelo, serverHelloBody(random))
+	hrr := handshakeRecord(handshakeServerHelo, serverHelloBody(helloRetryRandom))
+	ccs := []byte{recordCCS, 3, 3, 0, 1, 1}
+	cases := []struct {
+		name  string
+		feeds [][]byte
+		want  []byte
+	}{
+		{"one record", [][]byte{sh}, random},
+		{"split across feeds", [][]byte{sh[:3], sh[3:20], sh[20:]}, random},
+		{"after HelloRetryRequest and CCS", [][]byte{append(bytes.Clone(hrr), ccs...), sh}, random},
+		{"handshake message split over records", [][]byte{
+			{recordHandshake, 3, 3, 0, 10}, sh[5:15], {recordHandshake, 3, 3, byte((len(sh) - 15) >> 8), byte(len(sh) - 15)}, sh[15:]}, random},
+		{"alert first", [][]byte{plainAlert(AlertAccessDenied), sh}, nil},
+		{"only a HelloRetryRequest", [][]byte{hrr}, nil},
+		{"truncated", [][]byte{sh[:30]}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var h helloScanner
+			for _, f := range c.feeds {
+				h.feed(f)
+			}
+			if !bytes.Equal(h.random, c.want) {
+				t.Fatalf("random %x, want %x", h.random, c.want)
+			}
+		})
+	}
+}
