@@ -63,6 +63,7 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	defer logger.Sync() //nolint:errcheck // stderr
 
 	var boot *pki.BootstrapResult
+	bootstrapAnchor := cfg.BootstrapAnchors()
 	if cfg.NeedsBootstrap() {
 		boot, err = pki.Bootstrap(cfg.DataDir, time.Now())
 		if err != nil {
@@ -92,7 +93,7 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		return fmt.Errorf("trust anchors: %w", err)
 	}
 	store.Start(runCtx)
-	if boot != nil && cfg.TrustAnchors[0].Name == config.BootstrapAnchorName {
+	if bootstrapAnchor {
 		go renewBootstrap(runCtx, cfg.DataDir, logger)
 	}
 
