@@ -2,6 +2,8 @@ package pki
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -686,5 +688,54 @@ func TestRefreshUnchangedKeepsParsedCRL(t *testing.T) {
 		if got := src.cur.Load() == before; got != s.wantSame {
 			t.Errorf("%s: same parsed CRL %v, want %v", s.name, got, s.wantSame)
 		}
+	}
+}
+
+// An intermediate whose EKUs exclude clientAuth cannot vouch for a device.
+func TestVerifyClientIntermediateEKU(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	mkInter := func(name string, eku []x509.ExtKeyUsage) *testpki.CA {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: name},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+			ExtKeyUsage: eku,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, f.root.Cert, key.Public(), f.root.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &testpki.CA{Cert: c, Key: key, Parent: f.root}
+	}
+	ts, err := NewTrustStore([]AnchorConfig{{Name: "council", CAFiles: []string{f.rootFile}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		eku  []x509.ExtKeyUsage
+		want policy.CertStatus
+	}{
+		{"intermediate restricted to serverAuth", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, policy.CertWrongEKU},
+		{"intermediate allowing clientAuth", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, policy.CertOK},
+		{"intermediate allowing any", []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, policy.CertOK},
+		{"intermediate without EKU", nil, policy.CertOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			leaf := mkInter(tc.name, tc.eku).IssueDevice(t, staffLaptop)
+			if got := ts.VerifyClient(leaf.Chain, now).Status; got != tc.want {
+				t.Errorf("status %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
