@@ -43,6 +43,11 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
+## bench-compare: nacd vs FreeRADIUS 3.2 side by side on loopback (installs freeradius if missing; BENCH_SECONDS per cell)
+.PHONY: bench-compare
+bench-compare:
+	scripts/bench-compare
+
 ## lint: gofmt must list nothing; go vet; staticcheck when installed
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
