@@ -159,7 +159,6 @@ func (h *accessHandler) start(w ResponseWriter, r *Request, p *eap.Packet) {
 	c := &conversation{
 		state:       string(st[:]),
 		client:      r.Client,
-		nasIP:       rec.nasIP,
 		started:     r.Received,
 		eapIdentity: printable(p.Data),
 		calling:     rec.calling,

@@ -37,7 +37,6 @@ type conversation struct {
 
 	// Set at creation, read-only afterwards.
 	client      *Client
-	nasIP       string
 	started     time.Time
 	eapIdentity string
 	calling     string
