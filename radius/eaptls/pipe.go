@@ -27,6 +27,7 @@ type pipe struct {
 	closing chan struct{} // closed by close
 	started bool
 	closed  bool
+	stop    sync.Once
 
 	// Touched only by the TLS goroutine while it runs, read by the other
 	// side after done (the channel operations order the accesses).
@@ -98,12 +99,16 @@ func (p *pipe) close() {
 	p.shut = true
 	p.out = nil
 	p.mu.Unlock()
-	close(p.closing)
+	p.abandon()
 	if p.started {
 		<-p.done
 	}
 	p.pending = nil
 }
+
+// abandon unblocks the goroutine without waiting for it: the cleanup of an
+// unreachable Session calls it.
+func (p *pipe) abandon() { p.stop.Do(func() { close(p.closing) }) }
 
 // Read implements net.Conn for crypto/tls.
 func (p *pipe) Read(b []byte) (int, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"runtime"
 
 	"github.com/herts-council/nacd/radius/eap"
 )
@@ -99,12 +100,17 @@ type Session struct {
 	lastID   uint8 // Identifier of the last request sent
 	restarts int
 
-	// TLS, created on the first TLS data from the peer.
-	pipe  *pipe
-	conn  *tls.Conn
-	hsErr error
-	kl    keyLog
-	hello helloScanner
+	// TLS, created on the first TLS data from the peer. The handshake
+	// goroutine reaches pipe, conn, hs and kl but never the Session, so an
+	// abandoned Session can be collected and its cleanup releases the
+	// goroutine.
+	pipe    *pipe
+	conn    *tls.Conn
+	hs      *hsResult
+	run     func()
+	kl      *keyLog
+	cleanup runtime.Cleanup
+	hello   helloScanner
 
 	rx    reassembler
 	tx    fragmenter
@@ -228,7 +234,8 @@ func (s *Session) Result() *Result {
 func (s *Session) Err() error { return s.err }
 
 // Close releases the session (its handshake goroutine, buffers). Safe to call
-// more than once.
+// more than once. A session dropped without Close is released when the
+// garbage collector finds it unreachable, but call Close.
 func (s *Session) Close() {
 	s.release()
 	s.state = stClosed
@@ -237,13 +244,15 @@ func (s *Session) Close() {
 
 func (s *Session) release() {
 	if s.pipe != nil {
+		s.cleanup.Stop()
 		s.pipe.close()
 		s.pipe = nil
 	}
-	s.conn = nil
-	s.hsErr = nil
-	s.kl.wipe()
-	s.kl = keyLog{}
+	s.conn, s.hs, s.run = nil, nil, nil
+	if s.kl != nil {
+		s.kl.wipe()
+		s.kl = nil
+	}
 	s.hello = helloScanner{}
 	s.rx.reset()
 	s.tx.load(nil)
@@ -297,6 +306,7 @@ func (s *Session) nak(resp *eap.Packet) (*eap.Packet, error) {
 // it produced.
 func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 	if s.pipe == nil {
+		s.kl = &keyLog{}
 		s.pipe = newPipe()
 		s.conn = tls.Server(s.pipe, &tls.Config{
 			Certificates: s.set.certs,
@@ -309,10 +319,14 @@ func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 			SessionTicketsDisabled: true,
 			MinVersion:             s.set.minVer,
 			MaxVersion:             s.set.maxVer,
-			KeyLogWriter:           &s.kl,
+			KeyLogWriter:           s.kl,
 		})
+		conn, hs := s.conn, &hsResult{}
+		s.hs = hs
+		s.run = func() { hs.err = conn.Handshake() }
+		s.cleanup = runtime.AddCleanup(s, (*pipe).abandon, s.pipe)
 	}
-	finished := s.pipe.exchange(msg, s.runHandshake)
+	finished := s.pipe.exchange(msg, s.run)
 	out := s.pipe.take()
 	if !finished {
 		if len(out) == 0 {
@@ -323,7 +337,7 @@ func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 		s.hello.feed(out)
 		return s.send(id, out, stRecv)
 	}
-	if s.hsErr != nil {
+	if s.hs.err != nil {
 		return s.handshakeFailed(id, out)
 	}
 	if n := s.pipe.leftover(); n > 0 {
@@ -331,7 +345,7 @@ func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 	}
 	s.hello.feed(out)
 	cs := s.conn.ConnectionState()
-	k, err := deriveKeys(&cs, &s.kl, s.hello.random)
+	k, err := deriveKeys(&cs, s.kl, s.hello.random)
 	if err != nil {
 		return s.fail(id, fmt.Errorf("%w: key derivation: %w", ErrHandshake, err))
 	}
@@ -360,7 +374,8 @@ func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 	return s.send(id, out, stFinal)
 }
 
-func (s *Session) runHandshake() { s.hsErr = s.conn.Handshake() }
+// hsResult is the handshake goroutine's result, read after it exited.
+type hsResult struct{ err error }
 
 // refuse ends an authorized-by-possession but refused handshake: the held
 // final bytes are dropped and a TLS alert is sent instead.
@@ -396,9 +411,10 @@ func (s *Session) refuse(id uint8, cs *tls.ConnectionState, held []byte, authErr
 // handshakeFailed reports a handshake error: the alert crypto/tls wrote, if
 // any, is delivered first (RFC 5216 section 2.1.3).
 func (s *Session) handshakeFailed(id uint8, out []byte) (*eap.Packet, error) {
-	err := fmt.Errorf("%w: %w", ErrHandshake, s.hsErr)
-	if a, ok := remoteAlert(s.hsErr); ok {
-		err = fmt.Errorf("%w: %w%.0w", ErrHandshake, s.hsErr, &AlertError{Alert: a})
+	hsErr := s.hs.err
+	err := fmt.Errorf("%w: %w", ErrHandshake, hsErr)
+	if a, ok := remoteAlert(hsErr); ok {
+		err = fmt.Errorf("%w: %w%.0w", ErrHandshake, hsErr, &AlertError{Alert: a})
 	}
 	if len(out) == 0 {
 		return s.fail(id, err)
@@ -410,7 +426,7 @@ func (s *Session) handshakeFailed(id uint8, out []byte) (*eap.Packet, error) {
 		}
 	}
 	if ok {
-		err = fmt.Errorf("%w: %w: %w", ErrHandshake, s.hsErr, &AlertError{Alert: a, Sent: true})
+		err = fmt.Errorf("%w: %w: %w", ErrHandshake, hsErr, &AlertError{Alert: a, Sent: true})
 	}
 	s.kl.wipe()
 	s.err = err

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herts-council/nacd/internal/testpki"
 	"github.com/herts-council/nacd/radius/eap"
@@ -647,4 +648,31 @@ func TestHelloScanner(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAbandonedSessionReleased: a mid-handshake session dropped without
+// Close does not keep its goroutine once collected.
+func TestAbandonedSessionReleased(t *testing.T) {
+	pki := newTestPKI(t, testpki.ECDSAP256, testpki.ECDSAP256, 0)
+	ch := realClientHello(t, pki)
+	runtime.GC()
+	base := runtime.NumGoroutine()
+	func() {
+		s := NewSession(pki.serverConfig(0, 0, 0), allowAll)
+		s.Start(1)
+		if req, err := s.Handle(tlsResp(1, ch)); err != nil || req.Code != eap.CodeRequest {
+			t.Fatalf("ClientHello: %v", err)
+		}
+		if runtime.NumGoroutine() <= base {
+			t.Fatalf("no handshake goroutine")
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		runtime.GC()
+		if runtime.NumGoroutine() <= base {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("goroutine of an abandoned session still running (%d, base %d)", runtime.NumGoroutine(), base)
 }
