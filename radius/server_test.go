@@ -423,3 +423,46 @@ func TestOverloadDropped(t *testing.T) {
 	}
 	assertNoReply(t, c)
 }
+
+// TestMetricsRegistered: every collector is on the given registry under its
+// documented name, and a signed request from the strict NAS is served.
+func TestMetricsRegistered(t *testing.T) {
+	e := newEnv(t, envOptions{fake: &fakeFactory{msk: testMSK()}})
+	c := e.dial(t, strictNASIP)
+	req := signMA(rawPacket(byte(radius.CodeAccessRequest), 1, randomAuth(t), tattr{attrUserName, []byte("bob")}), testSecret)
+	if p := checkResponse(t, exchange(t, c, req), req); p.Code != radius.CodeAccessReject {
+		t.Fatalf("strict NAS, PAP with Message-Authenticator: %v, want Access-Reject (no-eap)", p.Code)
+	}
+	c.Write([]byte{1, 2, 3})
+	e.waitDropped(t, DropMalformed, 1)
+	// Leave a handshake observation behind.
+	st, start := startConversation(t, e, udp{e.dial(t, nasIP)}, 2)
+	req = accessRequest(t, 3, &eap.Packet{Code: eap.CodeResponse, Identifier: start.Identifier, Type: eap.TypeTLS, Data: []byte{0}}, st)
+	exchange(t, e.dial(t, nasIP), req) // from another port: same NAS, same State
+	tests := []struct {
+		name string
+		min  int
+	}{
+		{"nacd_radius_requests_total", 1},
+		{"nacd_radius_dropped_total", len(dropCauses)},
+		{"nacd_radius_decisions_total", 1},
+		{"nacd_radius_eap_conversations", 1},
+		{"nacd_radius_eap_evictions_total", 2},
+		{"nacd_radius_eaptls_handshake_seconds", 1},
+		{"nacd_radius_responses_total", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := testutil.GatherAndCount(e.reg, tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n < tt.min {
+				t.Fatalf("%d series, want at least %d", n, tt.min)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.requests.WithLabelValues("access_request", "strict")); got != 2 {
+		t.Fatalf("requests_total{access_request,strict} = %v, want 2 (one served, one malformed)", got)
+	}
+}
