@@ -61,11 +61,6 @@ func buildNacd(t *testing.T, dir string) string {
 	bin := filepath.Join(dir, "nacd")
 	cmd := exec.Command(goBin, "build", "-o", bin, ".")
 	out, err := cmd.CombinedOutput()
-	if err != nil && bytes.Contains(out, []byte("no non-test Go files")) {
-		// TEMPORARY, until cmd/nacd's main lands (issue 2 is in progress):
-		// remove this skip then.
-		t.Skipf("SKIPPED: cmd/nacd has no main package yet:\n%s", out)
-	}
 	if err != nil {
 		t.Fatalf("go build nacd: %v\n%s", err, out)
 	}
@@ -456,17 +451,37 @@ var (
 	runsMu sync.Mutex
 )
 
-// TestInteropEAPTLS runs every persona with TLS 1.2 and 1.3 through the real
-// nacd binary with eapol_test, then checks the access log and the metrics.
-func TestInteropEAPTLS(t *testing.T) {
+// TestInterop runs the real nacd binary (built once) against eapol_test.
+// Each group starts its own nacd so that its access log and metrics are
+// its own.
+func TestInterop(t *testing.T) {
 	eapolTest := eapoltest.Require(t)
+	bin := buildNacd(t, t.TempDir())
+	for _, g := range []struct {
+		name string
+		fn   func(t *testing.T, bin, eapolTest string)
+	}{
+		{"personas", interopPersonas},
+		{"fragmentation", interopFragmentation},
+		{"edge cases", interopEdgeCases},
+		{"reauthentication", interopReauthentication},
+	} {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			g.fn(t, bin, eapolTest)
+		})
+	}
+}
+
+// interopPersonas runs every persona with TLS 1.2 and 1.3 through nacd,
+// then checks the access log and the metrics.
+func interopPersonas(t *testing.T, bin, eapolTest string) {
 	ps := personas()
 	p := newInteropPKI(t, ps)
-	bin := buildNacd(t, t.TempDir())
 	n := startNacd(t, bin, p, 1020)
 
 	var runs []*interopRun
-	t.Run("personas", func(t *testing.T) {
+	t.Run("runs", func(t *testing.T) {
 		for vi, ver := range []string{"1.2", "1.3"} {
 			for pi, pc := range ps {
 				r := &interopRun{
@@ -511,17 +526,15 @@ func TestInteropEAPTLS(t *testing.T) {
 	})
 }
 
-// TestInteropFragmentation: a long client chain (a padded leaf plus the
+// interopFragmentation: a long client chain (a padded leaf plus the
 // intermediate, over 5 kB) with eapol_test fragment_size 500 and nacd
 // fragment_size 500 forces several fragments each way; the device must be
 // accepted with the right VLAN and keys.
-func TestInteropFragmentation(t *testing.T) {
-	eapolTest := eapoltest.Require(t)
+func interopFragmentation(t *testing.T, bin, eapolTest string) {
 	p := newInteropPKI(t, nil)
 	if p.fragmentLeafSize < 5000 {
 		t.Fatalf("padded leaf is %d bytes, want > 5000", p.fragmentLeafSize)
 	}
-	bin := buildNacd(t, t.TempDir())
 	n := startNacd(t, bin, p, 500)
 	for _, ver := range []string{"1.2", "1.3"} {
 		t.Run("tls"+ver, func(t *testing.T) {
@@ -567,13 +580,11 @@ func reauths(res *eapoltest.Result) int {
 	return max(n-1, 0)
 }
 
-// TestInteropEdgeCases: what real peers do that the personas do not.
-func TestInteropEdgeCases(t *testing.T) {
-	eapolTest := eapoltest.Require(t)
+// interopEdgeCases: what real peers do that the personas do not.
+func interopEdgeCases(t *testing.T, bin, eapolTest string) {
 	ps := personas()[1:2] // staff council laptop without clearance: general
 	pc := ps[0]
 	p := newInteropPKI(t, ps)
-	bin := buildNacd(t, t.TempDir())
 	n := startNacd(t, bin, p, 1020)
 	files := p.personaFiles[pc.name]
 	base := eapoltest.Options{
@@ -675,15 +686,13 @@ func accessLogLineFor(t *testing.T, n *nacdProc, mac string) accessLine {
 	return found[0]
 }
 
-// TestInteropReauthentication: one supplicant authenticates three times in a
+// interopReauthentication: one supplicant authenticates three times in a
 // row (eapol_test -r 2), as a device roaming between APs does. Each must
 // be accepted with the VLAN and fresh keys. If nacd resumes the TLS session,
 // it must still send the full authorization (VLAN, keys) each time.
-func TestInteropReauthentication(t *testing.T) {
-	eapolTest := eapoltest.Require(t)
+func interopReauthentication(t *testing.T, bin, eapolTest string) {
 	ps := personas()[:2] // council laptop with and without clearance
 	p := newInteropPKI(t, ps)
-	bin := buildNacd(t, t.TempDir())
 	n := startNacd(t, bin, p, 1020)
 	for _, ver := range []string{"1.2", "1.3"} {
 		for _, pc := range ps {
