@@ -47,7 +47,8 @@ type Config struct {
 	// Certificates is the server certificate chain (leaf + intermediates,
 	// no root) and key.
 	Certificates []tls.Certificate
-	// MinVersion/MaxVersion default to TLS 1.2 / TLS 1.3.
+	// MinVersion/MaxVersion default to TLS 1.2 / TLS 1.3; values outside
+	// that range are clamped into it (Validate reports them).
 	MinVersion, MaxVersion uint16
 	// FragmentSize is the most TLS data put in one EAP-TLS message
 	// (default DefaultFragmentSize).
@@ -65,7 +66,10 @@ type Config struct {
 // Handle returns an error that wraps it (and ErrRejected, and an
 // *AlertError naming the alert sent). The alert is access_denied unless the
 // error wraps a tls.AlertError (see AlertCertificateRevoked and friends).
-// It runs on the goroutine that called Handle.
+// It runs on the goroutine that called Handle, with the complete connection
+// state (cs.HandshakeComplete is true). After a refusal the EAP-Failure
+// follows the peer's ACK of the alert, one round trip later (Session.Err
+// reports the error meanwhile).
 type Authorize func(cs tls.ConnectionState) error
 
 // Result is what a successful session yields.
