@@ -104,7 +104,8 @@ func (r *reassembler) add(f frame) (complete bool, err error) {
 		return false, fmt.Errorf("%w: TLS Message Length changed from %d to %d between fragments", ErrProtocol, r.want, f.length)
 	}
 	if len(r.buf)+len(f.data) > r.max {
-		return false, fmt.Errorf("%w: reassembled TLS message passes %d bytes", ErrTooLarge, r.max)
+		// A fragment flood: too large, and a protocol violation.
+		return false, fmt.Errorf("%w%.0w: reassembled TLS message passes %d bytes", ErrTooLarge, ErrProtocol, r.max)
 	}
 	if r.want >= 0 && len(r.buf)+len(f.data) > r.want {
 		return false, fmt.Errorf("%w: more TLS data (%d bytes) than the announced %d", ErrProtocol, len(r.buf)+len(f.data), r.want)
