@@ -37,6 +37,9 @@ func TestParseCaptures(t *testing.T) {
 		keysOK     bool
 		serverFrag int
 		clientCert int
+		maxEAP     int    // longest EAP-Request/TLS (0: 1020, FreeRADIUS)
+		class      string // Class attribute of the Accept, if any
+		maFirst    bool   // Message-Authenticator first in every response
 	}{
 		{file: "freeradius-accept-tls12.txt", success: true, code: "Access-Accept", tlsVersion: "1.2",
 			vlan: "110", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "laptop-1", sessionTO: 3600, mppeOK: true, keysOK: true, serverFrag: 1, clientCert: 2},
@@ -44,6 +47,13 @@ func TestParseCaptures(t *testing.T) {
 			vlan: "110", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "laptop-1", sessionTO: 3600, mppeOK: true, keysOK: true, serverFrag: 1, clientCert: 2},
 		{file: "freeradius-reject-untrusted-tls12.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.2", serverFrag: 1, clientCert: 1},
 		{file: "freeradius-reject-untrusted-tls13.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.3", serverFrag: 1, clientCert: 1},
+		// nacd: fragment_size 1020 is TLS data per message (EAP
+		// packet 1030), Message-Authenticator first, Class "nacd:<id>".
+		{file: "nacd-accept-il3-tls13.txt", success: true, code: "Access-Accept", tlsVersion: "1.3",
+			vlan: "310", tunnelType: TunnelTypeVLAN, medium: TunnelMediumIEEE802, userName: "alice.staff@eastherts.gov.uk", sessionTO: 43200,
+			mppeOK: true, keysOK: true, serverFrag: 1, clientCert: 2, maxEAP: 1030, class: "nacd:457a2ea831e41f529a601416baeb2c1a", maFirst: true},
+		{file: "nacd-reject-revoked-tls12.txt", rejected: true, code: "Access-Reject", tlsVersion: "1.2",
+			serverFrag: 1, clientCert: 2, maxEAP: 1030, maFirst: true},
 		{file: "freeradius-wrong-secret.txt", timedOut: true, code: ""},
 		{file: "closed-port.txt", timedOut: true, code: ""},
 	}
@@ -97,8 +107,18 @@ func TestParseCaptures(t *testing.T) {
 			if tc.success && r.EAPSuccesses != 1 || !tc.success && r.EAPSuccesses != 0 {
 				t.Errorf("EAPSuccesses = %d", r.EAPSuccesses)
 			}
-			if tc.tlsVersion != "" && r.MaxServerEAPLength != 1020 {
-				t.Errorf("MaxServerEAPLength = %d, want 1020 (FreeRADIUS fragment_size)", r.MaxServerEAPLength)
+			if tc.maxEAP == 0 && tc.tlsVersion != "" {
+				tc.maxEAP = 1020 // FreeRADIUS fragment_size counts the whole EAP packet
+			}
+			if r.MaxServerEAPLength != tc.maxEAP {
+				t.Errorf("MaxServerEAPLength = %d, want %d", r.MaxServerEAPLength, tc.maxEAP)
+			}
+			if tc.maFirst {
+				for i, m := range r.Messages {
+					if len(m.Attributes) == 0 || m.Attributes[0].Type != AttrMessageAuthenticator {
+						t.Errorf("message %d (%s) does not start with Message-Authenticator", i, m.CodeName)
+					}
+				}
 			}
 			if !r.MPPEChecked {
 				t.Errorf("MPPE line not found")
@@ -127,6 +147,9 @@ func TestParseCaptures(t *testing.T) {
 			}
 			if a.SessionTimeout != tc.sessionTO {
 				t.Errorf("SessionTimeout = %d, want %d", a.SessionTimeout, tc.sessionTO)
+			}
+			if tc.class != "" && (len(a.Class) != 1 || string(a.Class[0]) != tc.class) {
+				t.Errorf("Class = %q, want [%q]", a.Class, tc.class)
 			}
 			if !a.MPPESendKey || !a.MPPERecvKey {
 				t.Errorf("MPPE key attributes present = %v/%v, want both", a.MPPESendKey, a.MPPERecvKey)
@@ -331,5 +354,29 @@ func TestHelloExtensionsRejectsGarbage(t *testing.T) {
 				t.Error("want an error")
 			}
 		})
+	}
+}
+
+// TestParseTaggedTunnelAttributes: RFC 2868 tags (as some servers send) are
+// stripped; the capture is nacd's, with the values rewritten to tagged form.
+func TestParseTaggedTunnelAttributes(t *testing.T) {
+	out := readCapture(t, "nacd-accept-il3-tls13.txt")
+	for _, r := range [][2]string{
+		{"Value: 0000000d", "Value: 0100000d"},
+		{"Value: 00000006", "Value: 01000006"},
+		{"Value: 333130", "Value: 01333130"},
+	} {
+		if !strings.Contains(out, r[0]) {
+			t.Fatalf("capture lacks %q", r[0])
+		}
+		out = strings.Replace(out, r[0], r[1], 1)
+	}
+	r, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := r.Accept
+	if a.TunnelType != TunnelTypeVLAN || a.TunnelMediumType != TunnelMediumIEEE802 || a.TunnelPrivateGroupID != "310" {
+		t.Errorf("tagged attributes decoded as %d/%d/%q, want 13/6/\"310\"", a.TunnelType, a.TunnelMediumType, a.TunnelPrivateGroupID)
 	}
 }
