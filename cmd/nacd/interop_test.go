@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,12 +60,35 @@ func buildNacd(t *testing.T, dir string) string {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	bin := filepath.Join(dir, "nacd")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
+	args := []string{"build", "-o", bin}
+	if raceEnabled() {
+		// Under `go test -race` (make test, CI) the server runs with the
+		// race detector too: real traffic through the real binary is where
+		// the EAP/TLS bridge races would show. The packages are already
+		// race-compiled for this test binary, so this is mostly a link.
+		args = append(args, "-race")
+		t.Logf("building nacd with -race (this test binary is race-enabled)")
+	}
+	cmd := exec.Command(goBin, append(args, ".")...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build nacd: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// raceEnabled reports whether this test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
 }
 
 // interopPKI is the test PKI: the council root and its issuing
@@ -441,6 +465,12 @@ func tryStartNacd(t *testing.T, bin string, p *interopPKI, o nacdOptions) (*nacd
 	}
 	t.Cleanup(func() {
 		n.stop()
+		out := n.out.String()
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("nacd printed %q", bad)
+			}
+		}
 		if t.Failed() {
 			t.Logf("--- nacd output (%s) ---\n%s", n.addr, tailLines(n.out.String(), 200))
 		}
