@@ -18,4 +18,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	layeh.com/radius v0.0.0-20231213012653-1006025d24f8 // indirect
+	software.sslmate.com/src/go-pkcs12 v0.7.4 // indirect
 )
