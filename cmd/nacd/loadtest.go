@@ -23,7 +23,7 @@ const loadtestUsage = `usage: nacd loadtest --server HOST:PORT (--secret S | --s
          (--ca FILE [--server-name NAME] | --insecure-skip-verify)
          [--tls 1.2|1.3|any] [--concurrency N | --rate R [--concurrency MAX]]
          (--count N | --duration D) [--fragment-size B] [--timeout D] [--retries N]
-         [--called-station-id ID] [--json] [--progress]
+         [--curves LIST] [--called-station-id ID] [--json] [--progress]
 
 Runs full EAP-TLS authentications against one RADIUS server and reports
 authentications/s, accepts/rejects/timeouts/errors, latency and VLANs. Every
@@ -64,6 +64,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("rate", 0, "start authentications open-loop at this many `per second`")
 	duration := fs.Duration("duration", 0, "stop starting authentications after this long")
 	count := fs.Int("count", 0, "stop after this many authentications")
+	curves := fs.String("curves", "", "key exchanges to offer, comma-separated: x25519, p256, p384, p521, x25519mlkem768 (default: Go's, hybrid ML-KEM first)")
 	fragment := fs.Int("fragment-size", 0, "TLS `bytes` per EAP-TLS fragment (default 1020)")
 	timeout := fs.Duration("timeout", loadtest.DefaultTimeout, "wait for each reply before retransmitting")
 	retries := fs.Int("retries", loadtest.DefaultRetries, "retransmissions of a request before a timeout (0: none)")
@@ -120,6 +121,17 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	case "any", "":
 	default:
 		return usageErr("--tls %q: want 1.2, 1.3 or any", *tlsVersion)
+	}
+
+	for _, c := range strings.Split(*curves, ",") {
+		id, ok := ltCurves[strings.ToLower(strings.TrimSpace(c))]
+		switch {
+		case strings.TrimSpace(c) == "":
+		case !ok:
+			return usageErr("--curves: unknown key exchange %q", c)
+		default:
+			cfg.CurvePreferences = append(cfg.CurvePreferences, id)
+		}
 	}
 
 	fail := func(err error) int {
@@ -190,6 +202,12 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// ltCurves names the key exchanges --curves accepts.
+var ltCurves = map[string]tls.CurveID{
+	"x25519": tls.X25519, "p256": tls.CurveP256, "p384": tls.CurveP384, "p521": tls.CurveP521,
+	"x25519mlkem768": tls.X25519MLKEM768,
 }
 
 // isLoopback reports whether host:port names a loopback address.

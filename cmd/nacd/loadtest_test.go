@@ -28,6 +28,7 @@ func TestLoadtestUsage(t *testing.T) {
 		{"no server verification choice", []string{"--count", "1", "--secret", "x", "--cert", "c", "--key", "k"}, "--insecure-skip-verify"},
 		{"CA and insecure", []string{"--count", "1", "--secret", "x", "--cert", "c", "--key", "k", "--ca", "ca", "--insecure-skip-verify"}, "--insecure-skip-verify"},
 		{"bad TLS version", []string{"--count", "1", "--secret", "x", "--cert", "c", "--key", "k", "--ca", "ca", "--tls", "1.1"}, "--tls"},
+		{"unknown curve", []string{"--count", "1", "--secret", "x", "--cert", "c", "--key", "k", "--ca", "ca", "--curves", "x25519,kyber"}, "--curves"},
 		{"positional argument", []string{"--count", "1", "extra"}, "unexpected argument"},
 	}
 	for _, tt := range tests {
@@ -84,7 +85,7 @@ func TestLoadtestAgainstServe(t *testing.T) {
 	}()
 	data := filepath.Join(dir, "data")
 	args := []string{"loadtest", "--server", addr, "--secret", secret, "--personas", filepath.Join(data, "demo"),
-		"--ca", filepath.Join(data, "pki", "ca.crt"), "--count", "12", "--concurrency", "3", "--json"}
+		"--ca", filepath.Join(data, "pki", "ca.crt"), "--count", "12", "--concurrency", "3", "--json", "--curves", "x25519, p256"}
 	var stdout, stderr bytes.Buffer
 	code := -1
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {

@@ -34,7 +34,25 @@ var (
 	benchConcurrency = flag.Int("bench-concurrency", 16, "bench-compare: authentications in flight")
 	benchNacdBin     = flag.String("nacd-bin", "", "bench-compare: the nacd binary (default: go build ./cmd/nacd)")
 	benchOut         = flag.String("bench-out", "", "bench-compare: also write the result table (markdown) to this file")
+	benchCurves      = flag.String("bench-curves", "", "bench-compare: key exchanges the client offers (x25519,p256,x25519mlkem768; empty: Go's default, hybrid ML-KEM first)")
 )
+
+var curveNames = map[string]tls.CurveID{"x25519": tls.X25519, "p256": tls.CurveP256, "p384": tls.CurveP384, "x25519mlkem768": tls.X25519MLKEM768}
+
+func benchCurvePreferences(t *testing.T) []tls.CurveID {
+	var out []tls.CurveID
+	for _, c := range strings.Split(*benchCurves, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		id, ok := curveNames[c]
+		if !ok {
+			t.Fatalf("-bench-curves: unknown %q", c)
+		}
+		out = append(out, id)
+	}
+	return out
+}
 
 // benchPKI is one key type's PKI written to files: the server certificate
 // and the device certificates both use the key type.
@@ -45,6 +63,7 @@ type benchPKI struct {
 	serverRoots            *x509.CertPool
 	identities             []loadtest.Identity
 	vlanByCN               map[string]int
+	curves                 []tls.CurveID
 }
 
 const (
@@ -56,7 +75,7 @@ const (
 
 func newBenchPKI(t *testing.T, kt testpki.KeyType) *benchPKI {
 	dir := t.TempDir()
-	b := &benchPKI{dir: dir, vlanByCN: map[string]int{}}
+	b := &benchPKI{dir: dir, vlanByCN: map[string]int{}, curves: benchCurvePreferences(t)}
 	serverRoot := testpki.NewRoot(t, "bench server root")
 	server := serverRoot.NewIntermediate(t, "bench server CA").IssueServer(t, "radius.bench.test", kt)
 	sf := server.WriteFiles(t, dir, "server")
@@ -248,7 +267,8 @@ func clockTicks() float64 {
 
 func benchLoad(b *benchPKI, addr string, v uint16, conc, count int, d, timeout time.Duration) loadtest.Config {
 	return loadtest.Config{
-		Server: addr, Secret: []byte(benchSecret), Identities: b.identities,
+		CurvePreferences: b.curves,
+		Server:           addr, Secret: []byte(benchSecret), Identities: b.identities,
 		RootCAs: b.serverRoots, ServerName: "radius.bench.test", TLSVersion: v,
 		Concurrency: conc, Count: count, Duration: d, Timeout: timeout,
 	}
@@ -326,9 +346,13 @@ func measure(t *testing.T, b *benchPKI, p *process, key string, v uint16) cell {
 func benchReport(cells []cell) string {
 	var b strings.Builder
 	w := bufio.NewWriter(&b)
-	fmt.Fprintf(w, "\n%d CPU, %s, %v per cell and server, concurrency %d, closed loop\n\n", runtime.NumCPU(), runtime.Version(), *benchSeconds, *benchConcurrency)
-	fmt.Fprintln(w, "| key | TLS | server | auths/s | p99 ms | server CPU ms/auth | server-only capacity (auths/s on all cores) |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|")
+	curves := *benchCurves
+	if curves == "" {
+		curves = "Go default (X25519MLKEM768, X25519, P-256, ...)"
+	}
+	fmt.Fprintf(w, "\n%d CPU, %s, %v per cell and server, concurrency %d, closed loop, client key exchanges: %s\n\n", runtime.NumCPU(), runtime.Version(), *benchSeconds, *benchConcurrency, curves)
+	fmt.Fprintln(w, "| key | TLS | server | auths/s | p99 ms | round trips/auth | server CPU ms/auth | server-only capacity (auths/s on all cores) |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
 	for i := 0; i+1 < len(cells); i += 2 {
 		fr, n := cells[i], cells[i+1]
 		for _, c := range []cell{fr, n} {
@@ -336,9 +360,9 @@ func benchReport(cells []cell) string {
 			if c.cpuPerAuth > 0 {
 				capacity = float64(runtime.NumCPU()) / c.cpuPerAuth
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.2f | %.3f | %.0f |\n", c.key, c.tls, c.server, c.sum.AuthsPerSecond, c.sum.Latency.P99, c.cpuPerAuth*1000, capacity)
+			fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.2f | %.1f | %.3f | %.0f |\n", c.key, c.tls, c.server, c.sum.AuthsPerSecond, c.sum.Latency.P99, c.sum.RoundTripsPerAuth, c.cpuPerAuth*1000, capacity)
 		}
-		fmt.Fprintf(w, "| %s | %s | **nacd/FreeRADIUS** | %s | %s | %s | |\n", n.key, n.tls,
+		fmt.Fprintf(w, "| %s | %s | **nacd/FreeRADIUS** | %s | %s | | %s | |\n", n.key, n.tls,
 			ratio(n.sum.AuthsPerSecond, fr.sum.AuthsPerSecond), ratio(n.sum.Latency.P99, fr.sum.Latency.P99), ratio(n.cpuPerAuth, fr.cpuPerAuth))
 	}
 	w.Flush()

@@ -78,6 +78,10 @@ type Config struct {
 	// TLSVersion pins tls.VersionTLS12 or tls.VersionTLS13; 0 lets the
 	// peers negotiate (1.2 to 1.3).
 	TLSVersion uint16
+	// CurvePreferences are the key exchanges the client offers, in order
+	// (nil: Go's default, which in TLS 1.3 leads with the hybrid
+	// X25519MLKEM768; most supplicants today offer X25519 and P-256 only).
+	CurvePreferences []tls.CurveID
 	// FragmentSize is the most TLS data per EAP-TLS response (default
 	// eaptls.DefaultFragmentSize, at most MaxFragmentSize).
 	FragmentSize int
@@ -240,6 +244,8 @@ func (s *settings) buildIdentity(i int, id Identity) (*identity, error) {
 		ServerName:   s.ServerName,
 		MinVersion:   tls.VersionTLS12,
 		MaxVersion:   tls.VersionTLS13,
+
+		CurvePreferences: s.CurvePreferences,
 	}
 	if s.TLSVersion != 0 {
 		tc.MinVersion, tc.MaxVersion = s.TLSVersion, s.TLSVersion
