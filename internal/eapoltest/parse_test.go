@@ -9,9 +9,13 @@ import (
 	"testing"
 )
 
+func readTestdata(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join("testdata", name))
+}
+
 func readCapture(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := readTestdata(name)
 	if err != nil {
 		t.Fatal(err)
 	}
