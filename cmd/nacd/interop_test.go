@@ -529,6 +529,7 @@ func TestInterop(t *testing.T) {
 		{"reauthentication", interopReauthentication},
 		{"stale crl", interopStaleCRL},
 		{"revocation without restart", interopLiveRevocation},
+		{"concurrent burst", interopBurst},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
@@ -816,6 +817,55 @@ func interopLiveRevocation(t *testing.T, bin, eapolTest string) {
 	last := lines[len(lines)-1]
 	if last.str("event.reason") != "revoked" || last.str("nacd.result") != "reject" {
 		t.Errorf("last access log line: result %q reason %q, want reject/revoked", last.str("nacd.result"), last.str("event.reason"))
+	}
+}
+
+// interopBurst: 16 supplicants at once (mixed personas and TLS versions),
+// as after an AP reboot. Every one must get its own VLAN and keys; with the
+// race-built nacd this also shakes the conversation table and the EAP/TLS
+// bridge under concurrency.
+func interopBurst(t *testing.T, bin, eapolTest string) {
+	ps := personas()[:6] // the accepted Wallfields personas
+	p := newInteropPKI(t, ps)
+	n := startNacd(t, bin, p, nacdOptions{})
+	const clients = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		pc := ps[i%len(ps)]
+		ver := []string{"1.2", "1.3"}[i%2]
+		files := p.personaFiles[pc.name]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			res, err := eapoltest.Run(ctx, eapoltest.Options{
+				Binary: eapolTest, Server: n.addr, Secret: n.secret, CACert: p.rootFile,
+				ClientCert: files.Chain, ClientKey: files.Key,
+				Identity: identityFor(pc.device), TLSVersion: ver, ClientIP: wallfieldsIP,
+				MAC: fmt.Sprintf("02:00:00:00:B0:%02X", i), Timeout: 30 * time.Second,
+			})
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("client %d (%s, TLS %s): %v", i, pc.name, ver, err)
+			case !res.Success:
+				errs <- fmt.Errorf("client %d (%s, TLS %s): not accepted (code %q, timed out %v)", i, pc.name, ver, res.Code, res.TimedOut)
+			case res.Accept.TunnelPrivateGroupID != strconv.Itoa(pc.vlan):
+				errs <- fmt.Errorf("client %d (%s): VLAN %q, want %d", i, pc.name, res.Accept.TunnelPrivateGroupID, pc.vlan)
+			case !res.MPPEKeysOK || res.CheckKeys() != nil:
+				errs <- fmt.Errorf("client %d (%s): MPPE keys wrong: %v", i, pc.name, res.CheckKeys())
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	lines, _ := readAccessLog(t, n.accessLog)
+	if len(lines) != clients {
+		t.Errorf("%d access log lines, want %d", len(lines), clients)
 	}
 }
 
