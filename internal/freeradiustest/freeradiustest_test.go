@@ -264,3 +264,33 @@ func readCerts(t *testing.T, path string) []*x509.Certificate {
 	}
 	return out
 }
+
+// TestProxyMode: eapol_test -> FreeRADIUS proxy -> FreeRADIUS EAP server.
+// The same proxy sits in front of nacd in cmd/nacd's interop test.
+func TestProxyMode(t *testing.T) {
+	eapolTest := eapoltest.Require(t)
+	dir := t.TempDir()
+	root := testpki.NewRoot(t, "FR Proxy Root")
+	server := root.IssueServer(t, "radius.test", testpki.ECDSAP256).WriteFiles(t, dir, "server")
+	caFile := root.WriteCert(t, dir, "root")
+	dev := root.IssueDevice(t, testpki.Device{CommonName: "laptop-1"}).WriteFiles(t, dir, "laptop")
+	home := Start(t, Config{Secret: "home-secret-0123456789", CACertFile: caFile, ServerCertFile: server.Chain, ServerKeyFile: server.Key, DefaultVLAN: 100})
+	proxy := Start(t, Config{Secret: "nas-secret-0123456789", Proxy: &Proxy{Addr: home.Addr, Secret: home.Secret}})
+	for _, ver := range []string{"1.2", "1.3"} {
+		t.Run("tls"+ver, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			r, err := eapoltest.Run(ctx, eapoltest.Options{Binary: eapolTest, Server: proxy.Addr, Secret: proxy.Secret, CACert: caFile,
+				ClientCert: dev.Chain, ClientKey: dev.Key, Identity: "laptop-1", TLSVersion: ver, Timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Success || !r.MPPEKeysOK || r.CheckKeys() != nil {
+				t.Fatalf("through the proxy: success=%v mppe=%v keys=%v code=%q timedOut=%v", r.Success, r.MPPEKeysOK, r.CheckKeys(), r.Code, r.TimedOut)
+			}
+			if r.Accept.TunnelPrivateGroupID != "100" {
+				t.Errorf("VLAN %q, want 100", r.Accept.TunnelPrivateGroupID)
+			}
+		})
+	}
+}
