@@ -39,6 +39,7 @@ import (
 
 	"github.com/herts-council/nacd/internal/config"
 	"github.com/herts-council/nacd/internal/eapoltest"
+	"github.com/herts-council/nacd/internal/freeradiustest"
 	"github.com/herts-council/nacd/internal/testpki"
 	"github.com/herts-council/nacd/policy"
 )
@@ -530,6 +531,7 @@ func TestInterop(t *testing.T) {
 		{"stale crl", interopStaleCRL},
 		{"revocation without restart", interopLiveRevocation},
 		{"concurrent burst", interopBurst},
+		{"behind a FreeRADIUS proxy", interopBehindProxy},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
@@ -866,6 +868,58 @@ func interopBurst(t *testing.T, bin, eapolTest string) {
 	lines, _ := readAccessLog(t, n.accessLog)
 	if len(lines) != clients {
 		t.Errorf("%d access log lines, want %d", len(lines), clients)
+	}
+}
+
+// interopBehindProxy: NAS (eapol_test) -> FreeRADIUS 3.2 proxy -> nacd, a
+// common deployment while migrating. The proxy adds Proxy-State (nacd must
+// echo it), requires Message-Authenticator on nacd's replies and
+// re-encrypts the MPPE keys for the NAS: eapol_test's key check proves
+// nacd's keys survived the trip.
+func interopBehindProxy(t *testing.T, bin, eapolTest string) {
+	freeradiustest.Binary(t)
+	ps := []persona{personas()[0], personas()[3]} // il3 laptop, revoked
+	for _, pc := range personas() {
+		if pc.name == "revoked" {
+			ps[1] = pc
+		}
+	}
+	p := newInteropPKI(t, ps)
+	n := startNacd(t, bin, p, nacdOptions{})
+	proxy := freeradiustest.Start(t, freeradiustest.Config{
+		Secret: "nas-to-proxy-secret-0123456789",
+		Proxy:  &freeradiustest.Proxy{Addr: n.addr, Secret: n.secret},
+	})
+	for _, pc := range ps {
+		for _, ver := range []string{"1.2", "1.3"} {
+			t.Run("tls"+ver+"/"+pc.name, func(t *testing.T) {
+				t.Parallel()
+				files := p.personaFiles[pc.name]
+				res := runEapolTest(t, eapolTest, eapoltest.Options{
+					Server: proxy.Addr, Secret: proxy.Secret, CACert: p.rootFile,
+					ClientCert: files.Chain, ClientKey: files.Key,
+					Identity: identityFor(pc.device), TLSVersion: ver,
+				})
+				if !pc.accept {
+					if !res.Rejected() {
+						t.Fatalf("want Access-Reject through the proxy; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
+					}
+					return
+				}
+				if !res.Success {
+					t.Fatalf("want SUCCESS through the proxy; got code=%q timed out=%v\n--- proxy log ---\n%s", res.Code, res.TimedOut, tailLines(proxy.Log(), 40))
+				}
+				if !res.MPPEKeysOK {
+					t.Error("MPPE keys not OK after the proxy re-encrypted them")
+				}
+				if err := res.CheckKeys(); err != nil {
+					t.Error(err)
+				}
+				if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(pc.vlan) {
+					t.Errorf("VLAN %q through the proxy, want %d", got, pc.vlan)
+				}
+			})
+		}
 	}
 }
 
