@@ -69,6 +69,9 @@ type EnrollConfig struct {
 	Registerer      prometheus.Registerer
 	// Now is the clock (default time.Now); tests move it to expire tokens.
 	Now func() time.Time
+	// PKCS12Iterations is the PBKDF2 count for client-chosen PKCS#12
+	// passwords (default DefaultPKCS12Iterations).
+	PKCS12Iterations int
 }
 
 // Enroller runs enrolment by one-time token (design section 5, "the
@@ -81,11 +84,12 @@ type EnrollConfig struct {
 // expired or used, or issue a certificate whose names differ from the
 // token's facts.
 type Enroller struct {
-	cfg     EnrollConfig
-	log     *zap.Logger
-	audit   *zap.Logger
-	now     func() time.Time
-	tokens  *prometheus.CounterVec
+	cfg        EnrollConfig
+	log        *zap.Logger
+	audit      *zap.Logger
+	now        func() time.Time
+	tokens     *prometheus.CounterVec
+	pkcs12Iter int
 }
 
 // Token events, the values of the event label of nacd_pki_tokens_total.
@@ -115,7 +119,10 @@ func NewEnroller(cfg EnrollConfig) (*Enroller, error) {
 		}
 		cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	}
-	e := &Enroller{cfg: cfg, log: cfg.Logger, audit: cfg.AccessLog, now: cfg.Now}
+	e := &Enroller{cfg: cfg, log: cfg.Logger, audit: cfg.AccessLog, now: cfg.Now, pkcs12Iter: cfg.PKCS12Iterations}
+	if e.pkcs12Iter <= 0 {
+		e.pkcs12Iter = DefaultPKCS12Iterations
+	}
 	if e.log == nil {
 		e.log = zap.NewNop()
 	}

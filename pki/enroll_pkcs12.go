@@ -27,10 +27,11 @@ const (
 // PKCS#12 bundle (a generated one is 32 hex characters, 128 bits).
 const MinPKCS12Password = 16
 
-// pkcs12Iterations is the PBKDF2 iteration count (PBKDF2-HMAC-SHA-256,
-// AES-256-CBC, HMAC-SHA-256 MAC: pkcs12.Modern raised from 2048, since a
-// client may choose its own password).
-const pkcs12Iterations = 100_000
+// DefaultPKCS12Iterations is the PBKDF2 iteration count for a bundle
+// protected by a password the client chose (which may be weaker than a
+// generated one). A generated 128-bit password gets pkcs12.Modern's 2048:
+// more iterations add nothing against 2^128 guesses.
+const DefaultPKCS12Iterations = 100_000
 
 // PKCS12Bundle is the result of EnrollPKCS12. Password is returned once and
 // never stored; the private key exists only inside Data.
@@ -46,7 +47,8 @@ type PKCS12Bundle struct {
 // PKCS#12 encrypted with password (or, when password is "", a generated
 // 128-bit one). The key is never stored or logged.
 func (e *Enroller) EnrollPKCS12(ctx context.Context, tok, keyType, password, from string, root *x509.Certificate) (PKCS12Bundle, error) {
-	if password == "" {
+	chosen := password != ""
+	if !chosen {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return PKCS12Bundle{}, err
@@ -54,6 +56,10 @@ func (e *Enroller) EnrollPKCS12(ctx context.Context, tok, keyType, password, fro
 		password = hex.EncodeToString(b[:])
 	} else if utf8.RuneCountInString(password) < MinPKCS12Password || !utf8.ValidString(password) {
 		return PKCS12Bundle{}, fmt.Errorf("%w: a chosen PKCS#12 password needs at least %d characters", ErrBadFacts, MinPKCS12Password)
+	}
+	enc := pkcs12.Modern // PBES2: PBKDF2-HMAC-SHA-256 + AES-256-CBC; HMAC-SHA-256 MAC
+	if chosen {
+		enc = enc.WithIterations(e.pkcs12Iter)
 	}
 	var key crypto.Signer
 	switch keyType {
@@ -82,7 +88,7 @@ func (e *Enroller) EnrollPKCS12(ctx context.Context, tok, keyType, password, fro
 	if root != nil {
 		cas = append(cas, root)
 	}
-	data, err := pkcs12.Modern.WithIterations(pkcs12Iterations).Encode(key, chain[0], cas, password)
+	data, err := enc.Encode(key, chain[0], cas, password)
 	if err != nil {
 		return PKCS12Bundle{}, fmt.Errorf("pki: encode PKCS#12: %w", err)
 	}

@@ -467,6 +467,7 @@ func (a *API) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, ok := bearer(r)
 	if !ok {
+		a.cfg.Enroller.reject("", tokenRecord{}, remote(r), fmt.Errorf("%w: no bearer token", ErrTokenInvalid))
 		writeError(w, http.StatusUnauthorized, "token_invalid", "an enrolment token is required (Authorization: Bearer)")
 		return
 	}
@@ -512,6 +513,7 @@ func (a *API) handleEnrollPKCS12(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, ok := bearer(r)
 	if !ok {
+		a.cfg.Enroller.reject("", tokenRecord{}, remote(r), fmt.Errorf("%w: no bearer token", ErrTokenInvalid))
 		writeError(w, http.StatusUnauthorized, "token_invalid", "an enrolment token is required (Authorization: Bearer)")
 		return
 	}
