@@ -29,6 +29,7 @@ func newClientTable(clients []Client) (*clientTable, error) {
 		c := clients[i] // copy: the table owns its clients
 		c.Secret = append([]byte(nil), c.Secret...)
 		c.Networks = slices.Clone(c.Networks)
+		c.RadSecIdentities = slices.Clone(c.RadSecIdentities)
 		switch {
 		case c.Name == "":
 			return nil, fmt.Errorf("client %d: empty name", i)
@@ -38,6 +39,8 @@ func newClientTable(clients []Client) (*clientTable, error) {
 			return nil, fmt.Errorf("client %q: empty shared secret", c.Name)
 		case len(c.Networks) == 0:
 			return nil, fmt.Errorf("client %q: no networks", c.Name)
+		case c.RadSec && len(c.RadSecIdentities) == 0:
+			return nil, fmt.Errorf("client %q: RadSec without a certificate identity", c.Name)
 		}
 		names[c.Name] = true
 		cp := &c

@@ -14,6 +14,7 @@
 package radius
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -60,6 +61,12 @@ type Client struct {
 	// Access-Request from this client, with or without EAP (BlastRADIUS,
 	// CVE-2024-3596).
 	RequireMessageAuthenticator bool
+	// RadSec lets this client connect over RadSec (RFC 6614) from its
+	// Networks, with a certificate that chains to RadSecConfig.ClientCAs
+	// and names one of RadSecIdentities (DNS/URI/IP/e-mail SAN or subject
+	// CN). Requests on such a connection use the secret "radsec".
+	RadSec           bool
+	RadSecIdentities []string
 }
 
 // CertificateVerifier verifies a peer's certificate chain and returns the
@@ -75,6 +82,8 @@ type Config struct {
 	EAPTLS   *eaptls.Config
 	Verifier CertificateVerifier
 	Policy   *policy.Policy
+	// RadSec enables ServeRadSec (RADIUS over TLS); nil: UDP only.
+	RadSec *RadSecConfig
 
 	MaxConversations    int           // default DefaultMaxConversations
 	ConversationTimeout time.Duration // idle timeout, default DefaultConversationTimeout
@@ -101,6 +110,7 @@ type Server struct {
 	metrics   *metrics
 	logger    *zap.Logger
 	accessLog *zap.Logger
+	radsec    *radsec
 	now       func() time.Time
 	workers   int
 
@@ -117,15 +127,39 @@ type Server struct {
 
 // snapshot is the reloadable part of the configuration.
 type snapshot struct {
-	clients *clientTable
-	policy  *policy.Policy
+	clients   *clientTable
+	policy    *policy.Policy
+	radsecTLS *tls.Config // nil when RadSec is not configured
 }
 
+// inbound is one received request. UDP requests carry their socket and
+// source address; RadSec requests carry their TLS connection, which fixes
+// the client and receives the reply. Both feed the same request path.
 type inbound struct {
-	conn net.PacketConn
-	addr net.Addr
-	b    []byte
-	at   time.Time
+	conn   net.PacketConn
+	addr   net.Addr
+	b      []byte
+	at     time.Time
+	stream *radsecConn // nil for UDP
+}
+
+// send writes a reply to where in came from.
+func (in *inbound) send(b []byte) error {
+	if in.stream != nil {
+		return in.stream.write(b)
+	}
+	_, err := in.conn.WriteTo(b, in.addr)
+	return err
+}
+
+// source returns the client and source address of in: the client table
+// lookup for UDP, the authenticated connection's client for RadSec.
+func (s *Server) source(in *inbound) (*Client, netip.AddrPort) {
+	if in.stream != nil {
+		return in.stream.requestClient(), in.stream.remote
+	}
+	src := addrPort(in.addr)
+	return s.snap.Load().clients.lookup(src.Addr()), src
 }
 
 // ErrServerClosed is returned by Serve when called after Close.
@@ -191,7 +225,12 @@ func NewServer(cfg Config) (*Server, error) {
 	s.limiter.every = 10 * time.Second
 	s.convs.onEvict = func(cause string) { m.evictions.WithLabelValues(cause).Inc() }
 	s.convs.onSize = func(n int) { m.conversations.Set(float64(n)) }
-	s.snap.Store(&snapshot{clients: clients, policy: cfg.Policy})
+	rs, radsecTLS, err := newRadSec(s, cfg.RadSec, cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("radius: config: %w", err)
+	}
+	s.radsec = rs
+	s.snap.Store(&snapshot{clients: clients, policy: cfg.Policy, radsecTLS: radsecTLS})
 	s.access = &accessHandler{
 		srv:       s,
 		tlsConfig: cfg.EAPTLS,
@@ -220,7 +259,7 @@ func (s *Server) SetPolicy(p *policy.Policy) error {
 	}
 	for {
 		old := s.snap.Load()
-		if s.snap.CompareAndSwap(old, &snapshot{clients: old.clients, policy: p}) {
+		if s.snap.CompareAndSwap(old, &snapshot{clients: old.clients, policy: p, radsecTLS: old.radsecTLS}) {
 			return nil
 		}
 	}
@@ -235,7 +274,7 @@ func (s *Server) SetClients(clients []Client) error {
 	}
 	for {
 		old := s.snap.Load()
-		if s.snap.CompareAndSwap(old, &snapshot{clients: t, policy: old.policy}) {
+		if s.snap.CompareAndSwap(old, &snapshot{clients: t, policy: old.policy, radsecTLS: old.radsecTLS}) {
 			return nil
 		}
 	}
@@ -309,6 +348,9 @@ func (s *Server) work() {
 			return
 		case in := <-s.queue:
 			s.process(in)
+			if in.stream != nil {
+				in.stream.release()
+			}
 		}
 	}
 }
@@ -347,6 +389,7 @@ func (s *Server) Close() error {
 		}
 	}
 	s.mu.Unlock()
+	s.radsec.close()
 	s.wg.Wait()
 	s.convs.closeAll()
 	return errors.Join(errs...)
@@ -366,8 +409,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 // process runs one datagram through the layers. It never panics.
 func (s *Server) process(in inbound) {
-	src := addrPort(in.addr)
-	client := s.snap.Load().clients.lookup(src.Addr())
+	client, src := s.source(&in)
 	if client == nil {
 		s.dropped(DropUnknownClient, src)
 		return
@@ -385,7 +427,7 @@ func (s *Server) process(in inbound) {
 		return
 	case dupAnswered:
 		s.metrics.dropped.WithLabelValues(DropDuplicateReplayed).Inc()
-		if _, err := in.conn.WriteTo(reply, in.addr); err != nil {
+		if err := in.send(reply); err != nil {
 			s.logger.Warn("radius: cannot re-send cached reply", zap.Error(err))
 		}
 		return
@@ -496,7 +538,7 @@ func (w *responseWriter) Write(code radius.Code, attrs radius.Attributes) error 
 	w.written = true
 	w.srv.dups.finish(w.key, b, w.srv.now())
 	w.srv.metrics.responses.WithLabelValues(responseCode(code)).Inc()
-	if _, err := w.in.conn.WriteTo(b, w.in.addr); err != nil {
+	if err := w.in.send(b); err != nil {
 		return fmt.Errorf("radius: send: %w", err)
 	}
 	return nil

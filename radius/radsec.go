@@ -1,0 +1,624 @@
+package radius
+
+// RadSec: RADIUS over TLS (RFC 6614) on TCP. A connection is accepted only
+// when, in order:
+//
+//  1. the global connection limit is not reached;
+//  2. its source address belongs to a client with RadSec enabled (the same
+//     client table and most-specific-prefix lookup as UDP);
+//  3. the TLS handshake (TLS 1.2 or 1.3, 1.3 preferred) succeeds with a
+//     client certificate that chains to the RadSec CA bundle and carries
+//     the clientAuth extended key usage;
+//  4. that certificate names the client: one of its RadSecIdentities equals
+//     a DNS, URI, IP or e-mail SAN, or the subject CN, of the leaf
+//     (identity = source address AND certificate, never either alone);
+//  5. the client's connection limit is not reached.
+//
+// Every outcome is counted in nacd_radius_radsec_connections_total{result}.
+// Requests on the connection are framed by their RADIUS Length field (at
+// most RadSecMaxPacket bytes; anything else closes the connection), verified
+// with the shared secret "radsec" (RFC 6614 section 2.3), and then take
+// exactly the UDP request path: verification, duplicate cache, the one
+// handler (EAP-TLS, policy, Status-Server). The client is re-checked
+// against the current client table on every request, so a reload that
+// removes the client, its RadSec flag or the certificate's identity closes
+// the connection at its next request.
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// RadSec defaults and fixed values.
+const (
+	// RadSecSecret is the shared secret of every RadSec connection
+	// (RFC 6614 section 2.3).
+	RadSecSecret = "radsec"
+	// RadSecMaxPacket caps the Length field of a packet on a RadSec
+	// stream (RFC 2865 section 3, RFC 6614 section 2.5); a larger or
+	// smaller (< 20) length closes the connection.
+	RadSecMaxPacket = 4096
+
+	DefaultRadSecIdleTimeout         = 120 * time.Second
+	DefaultRadSecMaxConnections      = 256
+	DefaultRadSecMaxConnsPerClient   = 16
+	DefaultRadSecHandshakeTimeout    = 10 * time.Second
+	DefaultRadSecReadTimeout         = 10 * time.Second
+	DefaultRadSecWriteTimeout        = 10 * time.Second
+	DefaultRadSecMaxPendingPerStream = 64
+)
+
+// Results of a RadSec connection attempt: the label values of
+// nacd_radius_radsec_connections_total. Stable.
+const (
+	RadSecAccepted         = "accepted"
+	RadSecLimit            = "limit"             // global or per-client connection limit
+	RadSecUnknownClient    = "unknown_client"    // source address is no RadSec client
+	RadSecHandshakeFailed  = "handshake_failed"  // TLS error, untrusted or missing certificate, timeout
+	RadSecIdentityMismatch = "identity_mismatch" // trusted certificate that does not name the client
+)
+
+// Causes of a RadSec connection close: the label values of
+// nacd_radius_radsec_closed_total. Stable.
+const (
+	RadSecClosedIdle     = "idle"     // no request within the idle timeout
+	RadSecClosedFraming  = "framing"  // Length field out of 20..4096, or a truncated packet
+	RadSecClosedPeer     = "peer"     // the NAS closed it
+	RadSecClosedError    = "error"    // read or write error
+	RadSecClosedClient   = "client"   // the client (or its certificate identity) left the config
+	RadSecClosedShutdown = "shutdown" // the server closed
+)
+
+var (
+	radsecResults = []string{RadSecAccepted, RadSecLimit, RadSecUnknownClient, RadSecHandshakeFailed, RadSecIdentityMismatch}
+	radsecCloses  = []string{RadSecClosedIdle, RadSecClosedFraming, RadSecClosedPeer, RadSecClosedError, RadSecClosedClient, RadSecClosedShutdown}
+)
+
+// RadSecConfig configures RADIUS over TLS. Certificates and ClientCAs can be
+// replaced by Reload; the limits and timeouts are fixed at NewServer.
+type RadSecConfig struct {
+	// Certificates is the server certificate (chain) presented to NASes.
+	Certificates []tls.Certificate
+	// ClientCAs are the CAs a NAS certificate must chain to (nacd's own
+	// CA or a configured bundle). Required.
+	ClientCAs *x509.CertPool
+	// MinVersion is the lowest TLS version accepted: TLS 1.2 (default)
+	// or TLS 1.3.
+	MinVersion uint16
+
+	IdleTimeout             time.Duration // close after no request for this long, default DefaultRadSecIdleTimeout
+	MaxConnections          int           // global, default DefaultRadSecMaxConnections
+	MaxConnectionsPerClient int           // per NAS client, default DefaultRadSecMaxConnsPerClient
+	HandshakeTimeout        time.Duration // default DefaultRadSecHandshakeTimeout
+	ReadTimeout             time.Duration // to read the rest of a packet once its header came, default DefaultRadSecReadTimeout
+	WriteTimeout            time.Duration // per response, default DefaultRadSecWriteTimeout
+	// MaxPendingPerConnection bounds the requests of one connection being
+	// processed at once; beyond it nacd stops reading the connection (TCP
+	// backpressure). Default DefaultRadSecMaxPendingPerStream.
+	MaxPendingPerConnection int
+}
+
+// tlsConfig builds the server-side TLS configuration: mutual TLS with
+// verified client certificates (clientAuth EKU), TLS 1.2 minimum.
+func (c *RadSecConfig) tlsConfig() (*tls.Config, error) {
+	if len(c.Certificates) == 0 {
+		return nil, errors.New("radsec: a server certificate is required")
+	}
+	if c.ClientCAs == nil {
+		return nil, errors.New("radsec: a CA bundle for NAS certificates is required")
+	}
+	minV := c.MinVersion
+	switch minV {
+	case 0:
+		minV = tls.VersionTLS12
+	case tls.VersionTLS12, tls.VersionTLS13:
+	default:
+		return nil, fmt.Errorf("radsec: MinVersion %#x: want TLS 1.2 or 1.3", minV)
+	}
+	return &tls.Config{
+		Certificates: slices.Clone(c.Certificates),
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    c.ClientCAs,
+		MinVersion:   minV,
+		MaxVersion:   tls.VersionTLS13,
+	}, nil
+}
+
+// radsec is the RadSec part of a Server: limits, live connections, metrics.
+type radsec struct {
+	srv *Server
+	cfg RadSecConfig // limits and timeouts, defaults applied
+
+	conns   prometheus.Gauge
+	results *prometheus.CounterVec
+	closes  *prometheus.CounterVec
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	live      map[*radsecConn]struct{}
+	perClient map[string]int
+	closed    bool
+}
+
+func newRadSec(s *Server, cfg *RadSecConfig, reg prometheus.Registerer) (*radsec, *tls.Config, error) {
+	r := &radsec{
+		srv:       s,
+		listeners: map[net.Listener]struct{}{},
+		live:      map[*radsecConn]struct{}{},
+		perClient: map[string]int{},
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nacd_radius_radsec_connections",
+			Help: "RadSec (RADIUS over TLS) connections open and authenticated.",
+		}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nacd_radius_radsec_connections_total",
+			Help: "RadSec connection attempts, by result (accepted, limit, unknown_client, handshake_failed, identity_mismatch).",
+		}, []string{"result"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nacd_radius_radsec_closed_total",
+			Help: "Accepted RadSec connections closed, by cause (idle, framing, peer, error, client, shutdown).",
+		}, []string{"cause"}),
+	}
+	for _, v := range radsecResults {
+		r.results.WithLabelValues(v)
+	}
+	for _, v := range radsecCloses {
+		r.closes.WithLabelValues(v)
+	}
+	var tc *tls.Config
+	if cfg != nil {
+		c := *cfg
+		for name, v := range map[string]int{"MaxConnections": c.MaxConnections, "MaxConnectionsPerClient": c.MaxConnectionsPerClient, "MaxPendingPerConnection": c.MaxPendingPerConnection} {
+			if v < 0 {
+				return nil, nil, fmt.Errorf("radsec: %s %d is negative", name, v)
+			}
+		}
+		for name, v := range map[string]time.Duration{"IdleTimeout": c.IdleTimeout, "HandshakeTimeout": c.HandshakeTimeout, "ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout} {
+			if v < 0 {
+				return nil, nil, fmt.Errorf("radsec: %s %v is negative", name, v)
+			}
+		}
+		c.IdleTimeout = orDefault(c.IdleTimeout, DefaultRadSecIdleTimeout)
+		c.MaxConnections = orDefault(c.MaxConnections, DefaultRadSecMaxConnections)
+		c.MaxConnectionsPerClient = orDefault(c.MaxConnectionsPerClient, DefaultRadSecMaxConnsPerClient)
+		c.HandshakeTimeout = orDefault(c.HandshakeTimeout, DefaultRadSecHandshakeTimeout)
+		c.ReadTimeout = orDefault(c.ReadTimeout, DefaultRadSecReadTimeout)
+		c.WriteTimeout = orDefault(c.WriteTimeout, DefaultRadSecWriteTimeout)
+		c.MaxPendingPerConnection = orDefault(c.MaxPendingPerConnection, DefaultRadSecMaxPendingPerStream)
+		var err error
+		if tc, err = c.tlsConfig(); err != nil {
+			return nil, nil, err
+		}
+		r.cfg = c
+	}
+	if reg != nil {
+		var errs []error
+		for _, c := range []prometheus.Collector{r.conns, r.results, r.closes} {
+			if err := reg.Register(c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, nil, err
+		}
+	}
+	return r, tc, nil
+}
+
+// ErrRadSecNotConfigured is returned by ServeRadSec when Config.RadSec was nil.
+var ErrRadSecNotConfigured = errors.New("radius: RadSec is not configured")
+
+// ServeRadSec accepts RadSec connections on ln (a TCP listener; nacd does
+// the TLS) until Close, then returns nil. It may be called for several
+// listeners; they share the server's workers, tables and limits.
+func (s *Server) ServeRadSec(ln net.Listener) error {
+	if s.snap.Load().radsecTLS == nil {
+		return ErrRadSecNotConfigured
+	}
+	r := s.radsec
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrServerClosed
+	}
+	r.listeners[ln] = struct{}{}
+	r.mu.Unlock()
+	s.startOnce.Do(s.start)
+
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			r.mu.Lock()
+			closed := r.closed
+			if !closed {
+				delete(r.listeners, ln)
+			}
+			r.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() { // e.g. EMFILE surfaces as temporary: back off
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("radius: radsec accept: %w", err)
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			r.handle(conn)
+		}()
+	}
+}
+
+// close closes every listener and connection (Server.Close).
+func (r *radsec) close() {
+	r.mu.Lock()
+	r.closed = true
+	for ln := range r.listeners {
+		ln.Close()
+	}
+	conns := make([]*radsecConn, 0, len(r.live))
+	for c := range r.live {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.shut(RadSecClosedShutdown)
+	}
+}
+
+// radsecConn is one authenticated RadSec connection.
+type radsecConn struct {
+	r       *radsec
+	conn    *tls.Conn
+	remote  netip.AddrPort
+	leaf    *x509.Certificate
+	pending chan struct{} // one token per request being processed
+
+	mu        sync.Mutex
+	base      *Client // the configured client it was matched to
+	effective *Client // base with the RadSec secret
+	done      chan struct{}
+	cause     string // why it closed; first one wins
+
+	wmu sync.Mutex // serialises responses
+}
+
+// handle runs one connection from accept to close.
+func (r *radsec) handle(raw net.Conn) {
+	remote := addrPort(raw.RemoteAddr())
+	log := r.srv.logger.With(zap.Stringer("src", remote))
+
+	r.mu.Lock()
+	full := len(r.live) >= r.cfg.MaxConnections
+	r.mu.Unlock()
+	if full {
+		r.refuse(raw, RadSecLimit, log)
+		return
+	}
+	client := r.srv.snap.Load().clients.lookup(remote.Addr())
+	if client == nil || !client.RadSec {
+		r.refuse(raw, RadSecUnknownClient, log)
+		return
+	}
+	log = log.With(zap.String("nas", client.Name))
+
+	tc := tls.Server(raw, &tls.Config{
+		// The current snapshot's configuration: a reload of the
+		// certificate or CA bundle applies to the next handshake.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			if c := r.srv.snap.Load().radsecTLS; c != nil {
+				return c, nil
+			}
+			return nil, ErrRadSecNotConfigured
+		},
+	})
+	raw.SetDeadline(time.Now().Add(r.cfg.HandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		r.results.WithLabelValues(RadSecHandshakeFailed).Inc()
+		r.srv.limitedLog("radsec_handshake", "radius: RadSec TLS handshake failed", zap.Stringer("src", remote), zap.String("nas", client.Name), zap.Error(err))
+		tc.Close()
+		return
+	}
+	raw.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) == 0 { // RequireAndVerifyClientCert makes this unreachable; fail closed
+		r.results.WithLabelValues(RadSecHandshakeFailed).Inc()
+		tc.Close()
+		return
+	}
+	leaf := cs.PeerCertificates[0]
+	// The client may have changed during the handshake: look it up again.
+	client = r.srv.snap.Load().clients.lookup(remote.Addr())
+	if client == nil || !client.RadSec {
+		r.refuse(tc, RadSecUnknownClient, log)
+		return
+	}
+	if !certificateNames(leaf, client.RadSecIdentities) {
+		r.results.WithLabelValues(RadSecIdentityMismatch).Inc()
+		r.srv.limitedLog("radsec_identity", "radius: RadSec certificate does not name the client; connection closed",
+			zap.Stringer("src", remote), zap.String("nas", client.Name), zap.String("subject", leaf.Subject.String()))
+		tc.Close()
+		return
+	}
+
+	c := &radsecConn{
+		r:       r,
+		conn:    tc,
+		remote:  remote,
+		leaf:    leaf,
+		pending: make(chan struct{}, r.cfg.MaxPendingPerConnection),
+		done:    make(chan struct{}),
+	}
+	c.setClient(client)
+	r.mu.Lock()
+	switch {
+	case r.closed:
+		r.mu.Unlock()
+		tc.Close()
+		return
+	case len(r.live) >= r.cfg.MaxConnections, r.perClient[client.Name] >= r.cfg.MaxConnectionsPerClient:
+		r.mu.Unlock()
+		r.refuse(tc, RadSecLimit, log)
+		return
+	}
+	r.live[c] = struct{}{}
+	r.perClient[client.Name]++
+	r.conns.Set(float64(len(r.live)))
+	r.mu.Unlock()
+	r.results.WithLabelValues(RadSecAccepted).Inc()
+	log.Debug("radius: RadSec connection accepted", zap.String("subject", leaf.Subject.String()), zap.String("tls_version", tlsVersionName(cs.Version)))
+
+	c.readLoop()
+
+	r.mu.Lock()
+	delete(r.live, c)
+	if r.perClient[client.Name]--; r.perClient[client.Name] <= 0 {
+		delete(r.perClient, client.Name)
+	}
+	r.conns.Set(float64(len(r.live)))
+	r.mu.Unlock()
+	c.mu.Lock()
+	cause := c.cause
+	c.mu.Unlock()
+	r.closes.WithLabelValues(cause).Inc()
+	log.Debug("radius: RadSec connection closed", zap.String("cause", cause))
+}
+
+func (r *radsec) refuse(c net.Conn, result string, log *zap.Logger) {
+	r.results.WithLabelValues(result).Inc()
+	r.srv.limitedLog("radsec_"+result, "radius: RadSec connection refused", zap.String("result", result), zap.Stringer("src", addrPort(c.RemoteAddr())))
+	c.Close()
+}
+
+// certificateNames reports whether leaf carries one of names as a DNS, URI,
+// IP or e-mail SAN or as its subject CN (exact, case-insensitive for DNS
+// names and the CN).
+func certificateNames(leaf *x509.Certificate, names []string) bool {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if equalFoldASCII(leaf.Subject.CommonName, n) {
+			return true
+		}
+		for _, d := range leaf.DNSNames {
+			if equalFoldASCII(d, n) {
+				return true
+			}
+		}
+		for _, u := range leaf.URIs {
+			if u.String() == n {
+				return true
+			}
+		}
+		for _, e := range leaf.EmailAddresses {
+			if e == n {
+				return true
+			}
+		}
+		if a, err := netip.ParseAddr(n); err == nil {
+			for _, ip := range leaf.IPAddresses {
+				if b, ok := netip.AddrFromSlice(ip); ok && b.Unmap() == a.Unmap() {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// setClient records the configured client and derives the one requests
+// are verified with: the same client with the RadSec shared secret.
+func (c *radsecConn) setClient(base *Client) {
+	eff := *base
+	eff.Secret = []byte(RadSecSecret)
+	c.base, c.effective = base, &eff
+}
+
+// requestClient returns the client for a request on this connection,
+// re-checked against the current client table; nil (and the connection
+// closed) when the client is gone, no longer RadSec, or no longer named by
+// the certificate.
+func (c *radsecConn) requestClient() *Client {
+	cur := c.r.srv.snap.Load().clients.lookup(c.remote.Addr())
+	c.mu.Lock()
+	if cur != nil && cur == c.base {
+		eff := c.effective
+		c.mu.Unlock()
+		return eff
+	}
+	ok := cur != nil && cur.RadSec && cur.Name == c.base.Name && certificateNames(c.leaf, cur.RadSecIdentities)
+	if ok {
+		c.setClient(cur)
+		eff := c.effective
+		c.mu.Unlock()
+		return eff
+	}
+	c.mu.Unlock()
+	c.shut(RadSecClosedClient)
+	return nil
+}
+
+// shut closes the connection once, recording the first cause.
+func (c *radsecConn) shut(cause string) {
+	c.mu.Lock()
+	select {
+	case <-c.done:
+		c.mu.Unlock()
+		return
+	default:
+	}
+	c.cause = cause
+	close(c.done)
+	c.mu.Unlock()
+	c.conn.Close()
+}
+
+// readLoop reads length-framed packets and hands them to the workers until
+// the connection ends.
+func (c *radsecConn) readLoop() {
+	s := c.r.srv
+	defer c.shut(RadSecClosedError) // no-op when a cause was set
+	var hdr [4]byte
+	for {
+		// Wait for a free slot before reading more: backpressure.
+		select {
+		case c.pending <- struct{}{}:
+		case <-c.done:
+			return
+		}
+		c.conn.SetReadDeadline(time.Now().Add(c.r.cfg.IdleTimeout))
+		n, err := io.ReadFull(c.conn, hdr[:])
+		if err != nil {
+			<-c.pending
+			cause := readCloseCause(err, n)
+			if cause == RadSecClosedFraming {
+				s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.String("detail", "truncated header"))
+			}
+			c.shut(cause)
+			return
+		}
+		length := int(binary.BigEndian.Uint16(hdr[2:4]))
+		if length < headerLen || length > RadSecMaxPacket {
+			<-c.pending
+			s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.Int("length", length))
+			c.shut(RadSecClosedFraming)
+			return
+		}
+		b := make([]byte, length)
+		copy(b, hdr[:])
+		c.conn.SetReadDeadline(time.Now().Add(c.r.cfg.ReadTimeout))
+		if _, err := io.ReadFull(c.conn, b[4:]); err != nil {
+			<-c.pending
+			s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.String("detail", "truncated packet"))
+			c.shut(RadSecClosedFraming)
+			return
+		}
+		in := inbound{b: b, at: s.now(), stream: c}
+		select {
+		case s.queue <- in: // blocking: TCP pushes back instead of dropping
+		case <-s.done:
+			<-c.pending
+			c.shut(RadSecClosedShutdown)
+			return
+		case <-c.done:
+			<-c.pending
+			return
+		}
+	}
+}
+
+// readCloseCause classifies a failed header read: a timeout before any
+// byte is the idle timeout, EOF before any byte is the NAS closing, a
+// partial header is a framing error.
+func readCloseCause(err error, n int) string {
+	var ne net.Error
+	switch {
+	case n > 0:
+		return RadSecClosedFraming
+	case errors.As(err, &ne) && ne.Timeout():
+		return RadSecClosedIdle
+	case errors.Is(err, io.EOF):
+		return RadSecClosedPeer
+	default:
+		return RadSecClosedError
+	}
+}
+
+// release frees the request slot taken by the reader (after processing).
+func (c *radsecConn) release() {
+	select {
+	case <-c.pending:
+	default:
+	}
+}
+
+// write sends one response on the stream, within the write timeout; a
+// failure closes the connection.
+func (c *radsecConn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.done:
+		return errors.New("radius: radsec connection closed")
+	default:
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(c.r.cfg.WriteTimeout))
+	if _, err := c.conn.Write(b); err != nil {
+		c.shut(RadSecClosedError)
+		return err
+	}
+	return nil
+}
