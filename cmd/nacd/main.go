@@ -4,6 +4,7 @@
 //	nacd serve        [--config FILE] [--data-dir DIR]
 //	nacd config check [--config FILE] [--data-dir DIR]
 //	nacd policy explain --cert FILE [--chain FILE] --site SITE [--ssid S] [--config FILE] [--data-dir DIR] [--json]
+//	nacd loadtest --server HOST:PORT ... (a lab load generator; see nacd loadtest -h)
 //	nacd version
 //
 // Exit codes: 0 success; 1 failure (invalid configuration, a listener that
@@ -94,6 +95,7 @@ func usage(w io.Writer) {
   nacd config check [--config FILE] [--data-dir DIR]   validate a configuration and its policy
   nacd policy explain --cert FILE [--chain FILE] --site SITE [--ssid S] [--config FILE] [--json]
                                                        show the decision for a certificate
+  nacd loadtest --server HOST:PORT ...                 lab load generator (nacd loadtest -h)
   nacd version                                         print the version
 
 Without --config, nacd reads `+DefaultConfigPath+`, or runs the built-in
