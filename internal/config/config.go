@@ -85,6 +85,8 @@ type Config struct {
 	Policy *policy.Policy
 	Limits Limits
 	Log    Log
+	// RadSec is RADIUS over TLS (RFC 6614); RadSec.Enabled false: off.
+	RadSec RadSec
 }
 
 // Listen holds the listener addresses (host:port).
@@ -92,6 +94,8 @@ type Listen struct {
 	RADIUSAuth string
 	RADIUSAcct string // reserved for accounting (a later issue): validated, not listened on
 	Metrics    string
+	// RadSec is the RadSec TCP address; "" when RadSec is disabled.
+	RadSec string
 }
 
 // Secret is a shared secret. It never prints: every fmt verb gives
@@ -120,6 +124,10 @@ type Client struct {
 	SecretSource                string
 	Site                        string
 	RequireMessageAuthenticator bool
+	// RadSec lets the client connect over RadSec from its networks with a
+	// certificate naming one of RadSecIdentities.
+	RadSec           bool
+	RadSecIdentities []string
 }
 
 // TLS is the EAP-TLS server configuration.
@@ -157,7 +165,9 @@ func (c *Config) BootstrapAnchors() bool { return len(c.TrustAnchors) == 0 }
 
 // NeedsBootstrap reports whether serving this configuration needs the
 // bootstrap PKI in DataDir.
-func (c *Config) NeedsBootstrap() bool { return c.BootstrapTLS() || c.BootstrapAnchors() }
+func (c *Config) NeedsBootstrap() bool {
+	return c.BootstrapTLS() || c.BootstrapAnchors() || c.BootstrapRadSecCA()
+}
 
 // BootstrapAnchor is the trust anchor made of the bootstrap CA
 // (pki.BootstrapResult.Anchor: nacd's own OIDs, il3, its CRL required),
@@ -187,7 +197,7 @@ func (c *Config) UseBootstrap(b *pki.BootstrapResult) error {
 	if c.BootstrapAnchors() {
 		c.TrustAnchors = []pki.AnchorConfig{BootstrapAnchor(b)}
 	}
-	return nil
+	return c.useBootstrapRadSec(b)
 }
 
 // Load reads and validates the configuration file at path. dataDir, when

@@ -15,12 +15,14 @@ type rawConfig struct {
 	Policy       rawPolicy   `yaml:"policy"`
 	Limits       rawLimits   `yaml:"limits"`
 	Log          rawLog      `yaml:"log"`
+	RadSec       rawRadSec   `yaml:"radsec"`
 }
 
 type rawListen struct {
 	RADIUSAuth string `yaml:"radius_auth"`
 	RADIUSAcct string `yaml:"radius_acct"`
 	Metrics    string `yaml:"metrics"`
+	RadSec     string `yaml:"radsec"`
 }
 
 type rawClient struct {
@@ -31,6 +33,8 @@ type rawClient struct {
 	AllowWeakSecret             bool     `yaml:"allow_weak_secret"`
 	Site                        string   `yaml:"site"`
 	RequireMessageAuthenticator *bool    `yaml:"require_message_authenticator"`
+	RadSec                      bool     `yaml:"radsec"`
+	RadSecIdentities            []string `yaml:"radsec_identities"`
 }
 
 type rawSite struct {

@@ -41,6 +41,7 @@ func build(raw *rawConfig, ps *problems) *Config {
 	buildTLS(raw, cfg, ps)
 	anchorNames := buildAnchors(raw, cfg, ps)
 	buildPolicy(raw, cfg, ps, sitePaths, anchorNames)
+	buildRadSec(raw, cfg, ps)
 
 	cfg.Limits = Limits{
 		MaxConversations:    intField(ps, "limits.max_conversations", raw.Limits.MaxConversations, DefaultMaxConversations, 1, 1<<24),
