@@ -15,6 +15,8 @@ type Request struct {
 	Client     *Client
 	RemoteAddr netip.AddrPort
 	Received   time.Time
+
+	port portKind // the UDP socket's kind; portAny over RadSec
 }
 
 // ResponseWriter sends the one response to a request. The server completes

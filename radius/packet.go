@@ -37,6 +37,7 @@ const (
 	DropMalformed                   = "malformed"
 	DropUnsupportedCode             = "unsupported_code"
 	DropBadMessageAuthenticator     = "bad_message_authenticator"
+	DropBadAuthenticator            = "bad_authenticator" // Accounting-Request Request Authenticator (RFC 2866)
 	DropMissingMessageAuthenticator = "missing_message_authenticator"
 	DropDuplicateInProgress         = "duplicate_in_progress"
 	DropDuplicateReplayed           = "duplicate_replayed"
@@ -51,6 +52,7 @@ const (
 var dropCauses = []string{
 	DropUnknownClient, DropMalformed, DropUnsupportedCode,
 	DropBadMessageAuthenticator, DropMissingMessageAuthenticator,
+	DropBadAuthenticator,
 	DropDuplicateInProgress, DropDuplicateReplayed, DropOverloaded,
 	DropPanic, DropEAPIdentifierMismatch, DropInternal,
 }
@@ -94,7 +96,7 @@ func verifyRequest(b []byte, c *Client) (*radius.Packet, error) {
 	}
 	b = b[:n]
 	code := radius.Code(b[0])
-	if code != radius.CodeAccessRequest && code != radius.CodeStatusServer {
+	if code != radius.CodeAccessRequest && code != radius.CodeStatusServer && code != radius.CodeAccountingRequest {
 		return nil, drop(DropUnsupportedCode, "code %d", b[0])
 	}
 
@@ -125,6 +127,9 @@ func verifyRequest(b []byte, c *Client) (*radius.Packet, error) {
 		off += l
 	}
 
+	if code == radius.CodeAccountingRequest {
+		return verifyAccounting(b, maOff, c)
+	}
 	if maOff < 0 {
 		switch {
 		case code == radius.CodeStatusServer:

@@ -61,6 +61,13 @@ type Client struct {
 	// Access-Request from this client, with or without EAP (BlastRADIUS,
 	// CVE-2024-3596).
 	RequireMessageAuthenticator bool
+	// CoAPort is the NAS's Dynamic Authorization (RFC 5176) port for
+	// Disconnect-Request and CoA-Request; 0 means DefaultCoAPort.
+	CoAPort int
+	// DynAuth says how nacd ends or moves a live session on this NAS:
+	// DynAuthDisconnect ("" too), DynAuthCoA (the NAS can re-VLAN a live
+	// session), or DynAuthNone.
+	DynAuth DynAuthMode
 	// RadSec lets this client connect over RadSec (RFC 6614) from its
 	// Networks, with a certificate that chains to RadSecConfig.ClientCAs
 	// and names one of RadSecIdentities (DNS/URI/IP/e-mail SAN or subject
@@ -91,6 +98,10 @@ type Config struct {
 	DuplicateCacheSize  int           // default DefaultDuplicateCacheSize
 	Workers             int           // concurrent requests, default DefaultWorkers
 
+	// Sessions, when set, enables accounting (ServeAccounting): the table
+	// accounting maintains. nil: Accounting-Request is dropped.
+	Sessions *SessionTable
+
 	Logger     *zap.Logger           // operational log (drops etc.), nil = nop
 	AccessLog  *zap.Logger           // one structured line per decision, nil = nop
 	Registerer prometheus.Registerer // nil = none
@@ -105,6 +116,8 @@ type Server struct {
 	snap      atomic.Pointer[snapshot]
 	handler   Handler
 	access    *accessHandler
+	acct      *accountingHandler
+	links     *classLinks
 	dups      *dupCache
 	convs     *conversations
 	metrics   *metrics
@@ -141,6 +154,7 @@ type inbound struct {
 	b      []byte
 	at     time.Time
 	stream *radsecConn // nil for UDP
+	port   portKind    // UDP: the socket's kind (Serve, ServeAccounting)
 }
 
 // send writes a reply to where in came from.
@@ -240,7 +254,11 @@ func NewServer(cfg Config) (*Server, error) {
 			return eaptls.NewSession(c, a)
 		},
 	}
-	s.handler = s.access
+	s.links = newClassLinks(DefaultMaxLinks, DefaultLinkTTL)
+	if s.acct, err = newAccountingHandler(s, cfg.Sessions, cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("radius: register metrics: %w", err)
+	}
+	s.handler = HandlerFunc(s.route)
 	return s, nil
 }
 
@@ -285,7 +303,9 @@ func (s *Server) policy() *policy.Policy { return s.snap.Load().policy }
 // Serve reads requests from conn until Close is called, then returns nil.
 // It may be called for several sockets (IPv4 and IPv6); they share the
 // workers, tables and caches.
-func (s *Server) Serve(conn net.PacketConn) error {
+func (s *Server) Serve(conn net.PacketConn) error { return s.serveConn(conn, portAuth) }
+
+func (s *Server) serveConn(conn net.PacketConn, port portKind) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -316,7 +336,7 @@ func (s *Server) Serve(conn net.PacketConn) error {
 			s.mu.Unlock()
 			return fmt.Errorf("radius: read: %w", err)
 		}
-		in := inbound{conn: conn, addr: addr, b: append([]byte(nil), buf[:n]...), at: s.now()}
+		in := inbound{port: port, conn: conn, addr: addr, b: append([]byte(nil), buf[:n]...), at: s.now()}
 		select {
 		case s.queue <- in:
 		default:
@@ -415,6 +435,10 @@ func (s *Server) process(in inbound) {
 		return
 	}
 	s.metrics.requests.WithLabelValues(requestType(in.b), client.Name).Inc()
+	if !in.port.serves(in.b) {
+		s.dropped(DropUnsupportedCode, src, zap.String("nas", client.Name), zap.String("detail", "code not served on this port"))
+		return
+	}
 	p, err := verifyRequest(in.b, client)
 	if err != nil {
 		s.dropped(dropCause(err), src, zap.String("nas", client.Name), zap.Error(err))
@@ -433,7 +457,7 @@ func (s *Server) process(in inbound) {
 		return
 	}
 	w := &responseWriter{srv: s, in: in, key: key, req: p}
-	r := &Request{Packet: p, Client: client, RemoteAddr: src, Received: in.at}
+	r := &Request{Packet: p, Client: client, RemoteAddr: src, Received: in.at, port: in.port}
 	s.serve(w, r)
 	if !w.written {
 		s.dups.abandon(key)
@@ -462,6 +486,8 @@ func requestType(b []byte) string {
 		return "access_request"
 	case radius.CodeStatusServer:
 		return "status_server"
+	case radius.CodeAccountingRequest:
+		return "accounting_request"
 	default:
 		return "other"
 	}
@@ -475,6 +501,8 @@ func responseCode(c radius.Code) string {
 		return "access_reject"
 	case radius.CodeAccessChallenge:
 		return "access_challenge"
+	case radius.CodeAccountingResponse:
+		return "accounting_response"
 	default:
 		return "other"
 	}
