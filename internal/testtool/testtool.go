@@ -21,14 +21,18 @@ const RequireEnv = "NACD_REQUIRE_TOOLS"
 
 // packages maps a tool to the Debian package that provides it.
 var packages = map[string]string{
-	"eapol_test":  "eapoltest",
-	"radclient":   "freeradius-utils",
-	"radtest":     "freeradius-utils",
-	"radiusd":     "freeradius",
-	"freeradius":  "freeradius",
-	"openssl":     "openssl",
-	"radsecproxy": "radsecproxy",
-	"psql":        "postgresql-client",
+	"eapol_test":       "eapoltest",
+	"radclient":        "freeradius-utils",
+	"radtest":          "freeradius-utils",
+	"radiusd":          "freeradius",
+	"freeradius":       "freeradius",
+	"openssl":          "openssl",
+	"radsecproxy":      "radsecproxy",
+	"psql":             "postgresql-client",
+	"promtool":         "prometheus",
+	"systemd-analyze":  "systemd",
+	"systemd-sysusers": "systemd",
+	"systemd-tmpfiles": "systemd",
 }
 
 // Required reports whether a missing tool must fail the test rather than
