@@ -29,6 +29,8 @@ var packages = map[string]string{
 	"openssl":          "openssl",
 	"radsecproxy":      "radsecproxy",
 	"psql":             "postgresql-client",
+	"python3":          "python3",
+	"aiosmtpd":         "python3-aiosmtpd",
 	"promtool":         "prometheus",
 	"systemd-analyze":  "systemd",
 	"systemd-sysusers": "systemd",
