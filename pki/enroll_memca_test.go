@@ -35,7 +35,7 @@ type memToken struct {
 	used bool
 }
 
-func newMemCA(t *testing.T) *memCA {
+func newMemCA(t testing.TB) *memCA {
 	t.Helper()
 	root := testpki.NewRoot(t, "mem root")
 	return &memCA{root: root, inter: root.NewIntermediate(t, "mem intermediate"),

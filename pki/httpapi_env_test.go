@@ -39,7 +39,7 @@ type backend struct {
 	serverCert tls.Certificate
 }
 
-func memBackend(t *testing.T) (backend, *memCA) {
+func memBackend(t testing.TB) (backend, *memCA) {
 	t.Helper()
 	m := newMemCA(t)
 	return backend{auth: m, tokens: memTokens{m}, count: m.count,

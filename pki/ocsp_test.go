@@ -172,7 +172,7 @@ func TestOCSPGoClient(t *testing.T) {
 }
 
 // addNonce inserts a nonce extension into an x/crypto OCSP request.
-func addNonce(t *testing.T, der, nonce []byte) []byte {
+func addNonce(t testing.TB, der, nonce []byte) []byte {
 	t.Helper()
 	var req struct {
 		TBS struct {
@@ -306,4 +306,20 @@ func TestOCSPResponderRefusesOtherIssuersAndGarbage(t *testing.T) {
 	if _, res := o.Respond(context.Background(), nil); res != OCSPMalformed {
 		t.Fatalf("empty request: %s", res)
 	}
+}
+
+func FuzzOCSPRespond(f *testing.F) {
+	b, _ := memBackend(f)
+	o := &OCSPResponder{Issuer: b.auth.Intermediate(), Signer: b.auth.Signer(), Source: b.auth}
+	leaf := (&testpki.CA{Cert: b.auth.Intermediate(), Key: b.auth.Signer()}).IssueDevice(f, testpki.Device{}).Cert
+	req, _ := ocsp.CreateRequest(leaf, b.auth.Intermediate(), nil)
+	f.Add(req)
+	f.Add(addNonce(f, req, []byte{0x04, 0x02, 1, 2}))
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		resp, res := o.Respond(context.Background(), data)
+		if len(resp) == 0 || res == "" {
+			t.Fatalf("empty answer (%s)", res)
+		}
+	})
 }

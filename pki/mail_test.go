@@ -1,0 +1,189 @@
+package pki
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herts-council/nacd/internal/testpki"
+	"github.com/herts-council/nacd/internal/testtool"
+	"github.com/herts-council/nacd/policy"
+)
+
+// smtpServer is a real SMTP server (Debian's python3-aiosmtpd, its
+// Debugging handler prints every message it receives) on 127.0.0.1.
+type smtpServer struct {
+	addr string
+	mu   sync.Mutex
+	out  bytes.Buffer
+}
+
+func (s *smtpServer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.Write(p)
+}
+
+func (s *smtpServer) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.String()
+}
+
+// waitFor waits (up to 20 s) until the server printed sub.
+func (s *smtpServer) waitFor(sub string) bool {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(s.output(), sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// startSMTP runs aiosmtpd; with tlsFiles (cert, key) it offers STARTTLS
+// and requires it before MAIL.
+func startSMTP(t *testing.T, tlsFiles ...string) *smtpServer {
+	t.Helper()
+	bin := testtool.Require(t, "aiosmtpd") // Debian: python3-aiosmtpd
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"-n", "-l", addr}
+	if len(tlsFiles) == 2 {
+		args = append(args, "--tlscert", tlsFiles[0], "--tlskey", tlsFiles[1])
+	}
+	s := &smtpServer{addr: addr}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+	cmd.Stdout, cmd.Stderr = s, s
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aiosmtpd did not listen on %s: %s", addr, s.output())
+		}
+	}
+	return s
+}
+
+func TestInvitationMailedThroughRealSMTP(t *testing.T) {
+	ca := testpki.NewRoot(t, "smtp test root")
+	srv := ca.IssueServer(t, "localhost", testpki.ECDSAP256)
+	files := srv.WriteFiles(t, t.TempDir(), "smtp")
+	good := x509.NewCertPool()
+	good.AddCert(ca.Cert)
+	wrong := x509.NewCertPool()
+	wrong.AddCert(testpki.NewRoot(t, "not the smtp root").Cert)
+
+	plain := startSMTP(t)
+	withTLS := startSMTP(t, files.Cert, files.Key)
+
+	cases := []struct {
+		name      string
+		server    *smtpServer
+		starttls  string
+		roots     *x509.CertPool
+		wantErr   error // errors.Is; nil = delivered
+		anyErr    bool
+		delivered bool
+	}{
+		{name: "no STARTTLS offered, opportunistic", server: plain, delivered: true},
+		{name: "no STARTTLS offered, required", server: plain, starttls: "required", wantErr: ErrNoStartTLS},
+		{name: "STARTTLS required and offered (server refuses MAIL before it)", server: withTLS, starttls: "required", roots: good, delivered: true},
+		{name: "STARTTLS off: the TLS server refuses clear-text MAIL", server: withTLS, starttls: "off", anyErr: true},
+		{name: "STARTTLS with an untrusted server certificate", server: withTLS, roots: wrong, anyErr: true},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := NewMailer(MailConfig{Addr: tc.server.addr, From: "ict-servicedesk@herts.example", StartTLS: tc.starttls,
+				TLS: &tls.Config{RootCAs: tc.roots, ServerName: "localhost"}, Timeout: 20 * time.Second, CAFile: "council-root.crt"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := memBackend(t)
+			enr, err := NewEnroller(EnrollConfig{Issuer: b.auth, Tokens: b.tokens, BaseURL: "https://127.0.0.1:9443", Mailer: m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			holder := fmt.Sprintf("holder%d@herts.example", i)
+			inv, err := enr.Invite(context.Background(), Invite{Email: holder, Role: policy.RoleMember,
+				Ownership: policy.OwnershipPersonal, DeviceName: "tablet", Mail: true, By: "test"})
+			if inv.Token == "" {
+				t.Fatalf("no token created: %v", err)
+			}
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) || inv.Mailed {
+					t.Fatalf("err %v mailed %v, want %v", err, inv.Mailed, tc.wantErr)
+				}
+			case tc.anyErr:
+				if err == nil || inv.Mailed {
+					t.Fatalf("mailed through an untrusted TLS server")
+				}
+			default:
+				if err != nil || !inv.Mailed {
+					t.Fatalf("not mailed: %v", err)
+				}
+			}
+			if !tc.delivered {
+				time.Sleep(200 * time.Millisecond)
+				if strings.Contains(tc.server.output(), inv.Token) {
+					t.Fatal("the message was delivered anyway")
+				}
+				return
+			}
+			if !tc.server.waitFor(inv.URL) {
+				t.Fatalf("the SMTP server never printed the enrolment link %s:\n%s", inv.URL, tc.server.output())
+			}
+			out := tc.server.output()
+			for _, want := range []string{"To: " + holder, "From: ict-servicedesk@herts.example", "Subject: Your network enrolment link",
+				"/v1/enroll", "--cacert council-root.crt", inv.Facts.DeviceUUID} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("message lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
+func TestMailerConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  MailConfig
+		ok   bool
+	}{
+		{name: "ok", cfg: MailConfig{Addr: "127.0.0.1:25", From: "a@b.example"}, ok: true},
+		{name: "no port", cfg: MailConfig{Addr: "127.0.0.1", From: "a@b.example"}},
+		{name: "display name sender", cfg: MailConfig{Addr: "127.0.0.1:25", From: "A <a@b.example>"}},
+		{name: "header injection in sender", cfg: MailConfig{Addr: "127.0.0.1:25", From: "a@b.example\r\nBcc: x@y"}},
+		{name: "bad starttls mode", cfg: MailConfig{Addr: "127.0.0.1:25", From: "a@b.example", StartTLS: "maybe"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewMailer(tc.cfg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
