@@ -123,7 +123,9 @@ func TestInviteValidation(t *testing.T) {
 		ok   bool
 	}{
 		{name: "council-managed il3 staff", mod: func(*Invite) {}, ok: true},
-		{name: "visitor personal", mod: func(i *Invite) { i.Role, i.Ownership, i.ClearanceIL3 = policy.RoleVisitor, policy.OwnershipPersonal, false }, ok: true},
+		{name: "visitor personal", mod: func(i *Invite) {
+			i.Role, i.Ownership, i.ClearanceIL3 = policy.RoleVisitor, policy.OwnershipPersonal, false
+		}, ok: true},
 		{name: "il3 on a personal device", mod: func(i *Invite) { i.Ownership = policy.OwnershipPersonal }},
 		{name: "unknown role", mod: func(i *Invite) { i.Role = policy.RoleUnknown }},
 		{name: "no ownership", mod: func(i *Invite) { i.Ownership = "" }},
