@@ -231,6 +231,7 @@ func (s *Server) ServeRadSec(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		ln.Close()
 		return ErrServerClosed
 	}
 	s.wg.Add(1)
@@ -239,6 +240,7 @@ func (s *Server) ServeRadSec(ln net.Listener) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		ln.Close()
 		return ErrServerClosed
 	}
 	r.listeners[ln] = struct{}{}
