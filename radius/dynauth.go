@@ -534,14 +534,21 @@ func checkDynAuthResponse(b, req, secret []byte) (code byte, cause uint32, ok bo
 		off += l
 	}
 	if maOff >= 0 {
+		// RFC 5176 section 3.3 computes it with the Request Authenticator;
+		// FreeRADIUS-based NASes with the field zeroed. The Response
+		// Authenticator above is verified either way.
 		var zero [messageAuthenticatorLen]byte
-		mac := hmac.New(md5.New, secret)
-		mac.Write(b[:4])
-		mac.Write(req[4:headerLen])
-		mac.Write(b[headerLen:maOff])
-		mac.Write(zero[:])
-		mac.Write(b[maOff+messageAuthenticatorLen:])
-		if !hmac.Equal(mac.Sum(sum[:0]), b[maOff:maOff+messageAuthenticatorLen]) {
+		valid := false
+		for _, auth := range [][]byte{req[4:headerLen], zero[:]} {
+			mac := hmac.New(md5.New, secret)
+			mac.Write(b[:4])
+			mac.Write(auth)
+			mac.Write(b[headerLen:maOff])
+			mac.Write(zero[:])
+			mac.Write(b[maOff+messageAuthenticatorLen:])
+			valid = valid || hmac.Equal(mac.Sum(sum[:0]), b[maOff:maOff+messageAuthenticatorLen])
+		}
+		if !valid {
 			return 0, 0, false
 		}
 	}

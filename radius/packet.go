@@ -176,8 +176,16 @@ func validMessageAuthenticator(b []byte, maOff int, secret []byte) bool {
 // Message-Authenticator is computed with the Request Authenticator in the
 // header (RFC 3579 section 3.2), then the Response Authenticator
 // MD5(Code+Identifier+Length+RequestAuth+Attributes+Secret) replaces it.
+//
+// An Accounting-Response carries no Message-Authenticator: RFC 2866 has
+// none, and NASes disagree on how it would be computed (FreeRADIUS zeroes
+// the Authenticator field, RFC 3579 style uses the Request Authenticator).
 func encodeResponse(code radius.Code, id byte, reqAuth [16]byte, secret []byte, attrs radius.Attributes, proxyState []radius.Attribute) ([]byte, error) {
-	n := headerLen + messageAuthenticatorAttrN
+	withMA := code != radius.CodeAccountingResponse
+	n := headerLen
+	if withMA {
+		n += messageAuthenticatorAttrN
+	}
 	for _, a := range attrs {
 		if a.Type < 1 || a.Type > 255 || len(a.Attribute) > maxAttrValue {
 			return nil, fmt.Errorf("radius: response attribute %d of %d bytes", a.Type, len(a.Attribute))
@@ -198,8 +206,11 @@ func encodeResponse(code radius.Code, id byte, reqAuth [16]byte, secret []byte, 
 	b[1] = id
 	binary.BigEndian.PutUint16(b[2:4], uint16(n))
 	copy(b[4:20], reqAuth[:])
-	b[20], b[21] = attrMessageAuthenticator, messageAuthenticatorAttrN
-	off := headerLen + messageAuthenticatorAttrN
+	off := headerLen
+	if withMA {
+		b[20], b[21] = attrMessageAuthenticator, messageAuthenticatorAttrN
+		off += messageAuthenticatorAttrN
+	}
 	put := func(t byte, v []byte) {
 		b[off], b[off+1] = t, byte(2+len(v))
 		copy(b[off+2:], v)
@@ -212,9 +223,11 @@ func encodeResponse(code radius.Code, id byte, reqAuth [16]byte, secret []byte, 
 		put(attrProxyState, ps)
 	}
 
-	mac := hmac.New(md5.New, secret)
-	mac.Write(b)
-	mac.Sum(b[22:22:38])
+	if withMA {
+		mac := hmac.New(md5.New, secret)
+		mac.Write(b)
+		mac.Sum(b[22:22:38])
+	}
 
 	h := md5.New()
 	h.Write(b)

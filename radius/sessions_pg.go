@@ -42,7 +42,7 @@ CREATE INDEX IF NOT EXISTS nacd_sessions_updated ON nacd_sessions (updated);
 func OpenPostgresSessions(ctx context.Context, dsn string) (SessionStore, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("radius: session store %s: %w", redactDSN(dsn), errors.New("invalid DSN"))
+		return nil, fmt.Errorf("radius: session store %s: %w", redactDSN(dsn), err) // pgconn redacts the password itself
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
