@@ -12,6 +12,7 @@ package freeradiustest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -64,6 +65,9 @@ type Config struct {
 	// Access-Request is forwarded to Proxy.Addr (no EAP here; the CA and
 	// server certificate fields are then unused).
 	Proxy *Proxy
+	// RadSec, when set (EAP server mode only), adds a RADIUS over TLS
+	// listener (RFC 6614) next to the UDP one; see Server.RadSecAddr.
+	RadSec *RadSec
 	// StartTimeout bounds the wait for the first Status-Server answer
 	// (default 15 s).
 	StartTimeout time.Duration
@@ -71,15 +75,34 @@ type Config struct {
 
 // Proxy is the home server a proxying FreeRADIUS forwards to.
 type Proxy struct {
-	Addr   string // "127.0.0.1:port"
-	Secret string // shared secret between the proxy and the home server
+	Addr   string // "127.0.0.1:port" (UDP, or TCP with TLS)
+	Secret string // shared secret between the proxy and the home server (UDP)
+	// TLS, when set, makes the proxy talk RadSec (RFC 6614) to the home
+	// server: TCP + TLS with this client certificate, secret "radsec".
+	TLS *ProxyTLS
+}
+
+// ProxyTLS is the proxy's RadSec client side.
+type ProxyTLS struct {
+	CertFile, KeyFile string // client certificate (chain) and key
+	CAFile            string // CAs the home server's certificate must chain to
+}
+
+// RadSec is a RADIUS over TLS listener of the EAP server.
+type RadSec struct {
+	CertFile, KeyFile string // server certificate (chain) and key
+	CAFile            string // CAs the clients' certificates must chain to
+	// Port on 127.0.0.1; 0 lets Start pick a free one.
+	Port int
 }
 
 // Server is a running FreeRADIUS.
 type Server struct {
 	// Addr is the authentication listener, "127.0.0.1:<port>".
-	Addr   string
-	Secret string
+	Addr string
+	// RadSecAddr is the RadSec listener, "127.0.0.1:<port>" ("" if none).
+	RadSecAddr string
+	Secret     string
 	// Dir is the generated raddb directory.
 	Dir string
 
@@ -157,6 +180,18 @@ func start(tb testing.TB, bin string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RadSec != nil {
+		rs := *cfg.RadSec
+		if rs.Port == 0 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			rs.Port = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
+		cfg.RadSec = &rs
+	}
 	dir, err := os.MkdirTemp("", "freeradiustest-")
 	if err != nil {
 		return nil, err
@@ -175,6 +210,9 @@ func start(tb testing.TB, bin string, cfg Config) (*Server, error) {
 		Dir:    dir,
 		log:    &syncBuffer{},
 		done:   make(chan struct{}),
+	}
+	if cfg.RadSec != nil {
+		s.RadSecAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.RadSec.Port))
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.log
@@ -264,8 +302,13 @@ func WriteConfig(dir string, port int, cfg Config) error {
 		if strings.ContainsAny(cfg.Proxy.Secret+cfg.Secret, "\"\\\n") {
 			return fmt.Errorf("secrets must not contain quotes, backslashes or newlines")
 		}
+		homeSecret, transport := cfg.Proxy.Secret, "\tproto = udp\n"
+		if t := cfg.Proxy.TLS; t != nil {
+			homeSecret = "radsec"
+			transport = fmt.Sprintf(proxyTLSConf, t.KeyFile, t.CertFile, t.CAFile)
+		}
 		conf := fmt.Sprintf(headerConf, dir, cfg.Threads, cfg.Threads*2, cfg.Secret) +
-			fmt.Sprintf(proxyConf, host, hp, cfg.Proxy.Secret, port)
+			fmt.Sprintf(proxyConf, host, hp, homeSecret, port, transport)
 		return os.WriteFile(filepath.Join(dir, "radiusd.conf"), []byte(conf), 0o600)
 	}
 	crl := ""
@@ -330,11 +373,19 @@ func WriteConfig(dir string, port int, cfg Config) error {
 		fmt.Fprintf(&policyConf, "\t\tupdate reply {\n\t\t\t&Session-Timeout := %d\n\t\t}\n", int(cfg.SessionTimeout/time.Second))
 	}
 
+	radsecListen, radsecClients := "", ""
+	if rs := cfg.RadSec; rs != nil {
+		if rs.Port == 0 {
+			return errors.New("RadSec.Port must be set (Start picks one)")
+		}
+		radsecListen = fmt.Sprintf(radsecListenConf, rs.Port, rs.KeyFile, rs.CertFile, rs.CAFile)
+		radsecClients = radsecClientsConf
+	}
 	conf := fmt.Sprintf(headerConf, dir, cfg.Threads, cfg.Threads*2, cfg.Secret) +
-		fmt.Sprintf(eapConf,
-			cfg.ServerKeyFile, cfg.ServerCertFile, caBundle, crl,
-			cfg.FragmentSize, cfg.TLSMinVersion, cfg.TLSMaxVersion,
-			port, policyConf.String())
+		radsecClients + fmt.Sprintf(eapConf,
+		cfg.ServerKeyFile, cfg.ServerCertFile, caBundle, crl,
+		cfg.FragmentSize, cfg.TLSMinVersion, cfg.TLSMaxVersion,
+		port, policyConf.String(), radsecListen)
 	return os.WriteFile(filepath.Join(dir, "radiusd.conf"), []byte(conf), 0o600)
 }
 
@@ -443,7 +494,7 @@ server default {
 		ipaddr = 127.0.0.1
 		port = %[8]d
 	}
-
+%[10]s
 	authorize {
 		eap {
 			ok = return
@@ -487,7 +538,7 @@ home_server upstream {
 	zombie_period = 40
 	revive_interval = 3600
 	status_check = none
-}
+%[5]s}
 
 home_server_pool upstream_pool {
 	type = fail-over
@@ -522,6 +573,57 @@ server default {
 	}
 
 	post-proxy {
+	}
+}
+`
+
+// proxyTLSConf is the RadSec client side of the home_server section.
+const proxyTLSConf = `	proto = tcp
+	tls {
+		private_key_file = %[1]s
+		certificate_file = %[2]s
+		ca_file = %[3]s
+		fragment_size = 8192
+		cipher_list = "DEFAULT"
+		tls_min_version = "1.2"
+		tls_max_version = "1.3"
+		check_crl = no
+	}
+`
+
+// radsecListenConf is a RadSec listener of the EAP server.
+const radsecListenConf = `
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = %[1]d
+		proto = tcp
+		clients = radsec
+		tls {
+			private_key_file = %[2]s
+			certificate_file = %[3]s
+			ca_file = %[4]s
+			require_client_cert = yes
+			fragment_size = 8192
+			cipher_list = "DEFAULT"
+			tls_min_version = "1.2"
+			tls_max_version = "1.3"
+			cache {
+				enable = no
+			}
+			verify {
+			}
+		}
+	}
+`
+
+// radsecClientsConf lets the loopback RadSec clients in (secret "radsec").
+const radsecClientsConf = `
+clients radsec {
+	client loopback {
+		ipaddr = 127.0.0.1
+		proto = tls
+		secret = radsec
 	}
 }
 `

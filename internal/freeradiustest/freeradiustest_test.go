@@ -294,3 +294,37 @@ func TestProxyMode(t *testing.T) {
 		})
 	}
 }
+
+// TestRadSecProxyMode: eapol_test -> FreeRADIUS proxy over RadSec (TCP+TLS,
+// RFC 6614) -> FreeRADIUS EAP server with a RadSec listener.
+func TestRadSecProxyMode(t *testing.T) {
+	eapolTest := eapoltest.Require(t)
+	dir := t.TempDir()
+	root := testpki.NewRoot(t, "FR RadSec Root")
+	server := root.IssueServer(t, "radius.test", testpki.ECDSAP256).WriteFiles(t, dir, "server")
+	proxyCert := root.IssueDevice(t, testpki.Device{CommonName: "proxy.test"}).WriteFiles(t, dir, "proxy")
+	caFile := root.WriteCert(t, dir, "root")
+	dev := root.IssueDevice(t, testpki.Device{CommonName: "laptop-1"}).WriteFiles(t, dir, "laptop")
+	home := Start(t, Config{CACertFile: caFile, ServerCertFile: server.Chain, ServerKeyFile: server.Key, DefaultVLAN: 100,
+		RadSec: &RadSec{CertFile: server.Chain, KeyFile: server.Key, CAFile: caFile}})
+	if home.RadSecAddr == "" {
+		t.Fatal("no RadSec address")
+	}
+	proxy := Start(t, Config{Secret: "nas-secret-0123456789", Proxy: &Proxy{Addr: home.RadSecAddr,
+		TLS: &ProxyTLS{CertFile: proxyCert.Chain, KeyFile: proxyCert.Key, CAFile: caFile}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := eapoltest.Run(ctx, eapoltest.Options{Binary: eapolTest, Server: proxy.Addr, Secret: proxy.Secret, CACert: caFile,
+		ClientCert: dev.Chain, ClientKey: dev.Key, Identity: "laptop-1", Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Success || !r.MPPEKeysOK || r.CheckKeys() != nil || r.Accept.TunnelPrivateGroupID != "100" {
+		t.Fatalf("through the RadSec proxy: success=%v mppe=%v keys=%v code=%q timedOut=%v\n--- proxy ---\n%s", r.Success, r.MPPEKeysOK, r.CheckKeys(), r.Code, r.TimedOut, tail(proxy.Log(), 40))
+	}
+	// The home server logged the login from its RadSec client (named
+	// "loopback"; the UDP client is "localhost").
+	if !strings.Contains(home.Log(), "from client loopback") {
+		t.Errorf("home server did not see the request over RadSec:\n%s", tail(home.Log(), 20))
+	}
+}
