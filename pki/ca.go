@@ -3,12 +3,28 @@ package pki
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
-	"math/big"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/jose"
+	"go.step.sm/crypto/pemutil"
+	"go.step.sm/crypto/x509util"
 	"go.uber.org/zap"
 
 	"github.com/herts-council/nacd/policy"
@@ -108,6 +124,7 @@ type Record struct {
 	Email        string           `json:"email"`
 	DeviceUUID   string           `json:"device_uuid"`
 	DeviceName   string           `json:"device_name"`
+	Kind         string           `json:"kind"` // KindDevice | KindServer
 	Ownership    policy.Ownership `json:"ownership"`
 	Role         policy.Role      `json:"role"`
 	ClearanceIL3 bool             `json:"clearance_il3"`
@@ -122,6 +139,12 @@ type Record struct {
 	RevokedBy    string           `json:"revoked_by,omitempty"`
 	Certificate  []byte           `json:"certificate,omitempty"` // DER
 }
+
+// Record kinds.
+const (
+	KindDevice = "device" // EAP-TLS client certificate in nacd's profile
+	KindServer = "server" // nacd's own RADIUS/HTTPS server certificate
+)
 
 // ListFilter selects inventory records; zero fields match everything.
 type ListFilter struct {
@@ -148,153 +171,491 @@ const (
 	ReasonAACompromise         RevocationReason = 10
 )
 
+// PassphraseEnv is the environment variable holding the CA key passphrase
+// when CAConfig.PassphraseFile is not set.
+const PassphraseEnv = "NACD_CA_PASSPHRASE"
+
+// provisionerName is the one step-ca provisioner nacd configures: a JWK
+// provisioner over the intermediate's public key that carries the
+// certificate-lifetime claims and is recorded with every certificate in
+// step's DB. nacd never hands out tokens for it: facts come from nacd's own
+// callers (operator, enrolment token code), through Issue.
+const provisionerName = "nacd"
+
 // CA is nacd's certificate authority: smallstep's embedded authority over a
 // nosql store, plus nacd's inventory in the same backend. All methods are
 // safe for concurrent use.
 type CA struct {
-	cfg CAConfig
+	cfg   CAConfig
+	log   *zap.Logger
+	audit *zap.Logger
+	paths caPaths
+
+	root, inter *x509.Certificate
+	signer      crypto.Signer
+
+	auth    *authority.Authority
+	prov    provisioner.Interface
+	maxLife time.Duration
+	be      storeBackend
+	authDB  authDBCloser
+	revs    *RevocationSet
+	metrics *caMetrics
+	tokens  *TokenTable
+
+	crlMu  sync.Mutex // serialises this node's CRL generation (the store serialises nodes)
+	crl    atomic.Pointer[publishedCRL]
+	closed atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
-// InitCA creates the root and intermediate (ECDSA P-256) in cfg.DataDir,
-// keys 0600 (encrypted when a passphrase is configured). It refuses with
-// ErrCAExists when a CA is already there unless force is set (force
-// replaces the CA keys and certificates, not the store).
-func InitCA(cfg CAConfig, force bool) error { return errors.New("pki: InitCA not implemented yet") }
+// caPaths are the CA's files under DataDir/ca.
+type caPaths struct {
+	dir, rootCert, rootKey, interCert, interKey, db, server, serverKey, demo string
+}
+
+func pathsFor(dataDir string) caPaths {
+	d := filepath.Join(dataDir, "ca")
+	return caPaths{
+		dir:       d,
+		rootCert:  filepath.Join(d, "root.crt"),
+		rootKey:   filepath.Join(d, "root.key"),
+		interCert: filepath.Join(d, "intermediate.crt"),
+		interKey:  filepath.Join(d, "intermediate.key"),
+		db:        filepath.Join(d, "nacd-ca.db"),
+		server:    filepath.Join(d, "server.crt"),
+		serverKey: filepath.Join(d, "server.key"),
+		demo:      filepath.Join(d, "demo"),
+	}
+}
+
+func (c CAConfig) withDefaults() CAConfig {
+	if c.DataDir == "" {
+		c.DataDir = "nacd-data"
+	}
+	if c.DeviceValidity <= 0 {
+		c.DeviceValidity = DefaultDeviceValidity
+	}
+	if c.CRLValidity <= 0 {
+		c.CRLValidity = DefaultCRLValidity
+	}
+	if c.RevocationPoll <= 0 {
+		c.RevocationPoll = DefaultRevocationPoll
+	}
+	if c.CommonName == "" {
+		c.CommonName = "nacd"
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.AccessLog == nil {
+		c.AccessLog = zap.NewNop()
+	}
+	return c
+}
+
+// passphrase returns the key passphrase (nil: keys unencrypted).
+func (c CAConfig) passphrase() ([]byte, error) {
+	if c.PassphraseFile != "" {
+		b, err := os.ReadFile(c.PassphraseFile)
+		if err != nil {
+			return nil, fmt.Errorf("pki: read CA passphrase file: %w", err)
+		}
+		p := []byte(strings.TrimRight(string(b), "\r\n"))
+		if len(p) == 0 {
+			return nil, fmt.Errorf("pki: CA passphrase file %s is empty", c.PassphraseFile)
+		}
+		return p, nil
+	}
+	if v := os.Getenv(PassphraseEnv); v != "" {
+		return []byte(v), nil
+	}
+	return nil, nil
+}
+
+// Exists reports whether dataDir holds a CA (any of its files).
+func caExists(p caPaths) (bool, error) {
+	for _, f := range []string{p.rootCert, p.rootKey, p.interCert, p.interKey} {
+		switch _, err := os.Stat(f); {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return false, fmt.Errorf("pki: %w", err)
+		}
+	}
+	return false, nil
+}
+
+// InitCA creates the root and intermediate (ECDSA P-256) in cfg.DataDir/ca,
+// keys 0600 (encrypted when a passphrase is configured: PassphraseFile or
+// NACD_CA_PASSPHRASE). It refuses with ErrCAExists when a CA (any of its
+// files) is already there unless force is set; force replaces the CA keys
+// and certificates, never the store (certificates of the old CA stay in
+// the inventory and no longer verify).
+func InitCA(cfg CAConfig, force bool) error {
+	cfg = cfg.withDefaults()
+	p := pathsFor(cfg.DataDir)
+	exists, err := caExists(p)
+	if err != nil {
+		return err
+	}
+	if exists && !force {
+		return fmt.Errorf("%w: %s", ErrCAExists, p.dir)
+	}
+	pass, err := cfg.passphrase()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := os.Chmod(p.dir, 0o700); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	now := time.Now()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	root, err := newCACert(cfg.CommonName+" root CA", x509util.DefaultRootTemplate, rootKey, nil, rootKey, now, DefaultRootValidity)
+	if err != nil {
+		return fmt.Errorf("pki: create root: %w", err)
+	}
+	interKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	inter, err := newCACert(cfg.CommonName+" device CA", x509util.DefaultIntermediateTemplate, interKey, root, rootKey, now, DefaultIntermediateValidity)
+	if err != nil {
+		return fmt.Errorf("pki: create intermediate: %w", err)
+	}
+	// Keys first, certificates after: the intermediate certificate last
+	// marks a complete CA.
+	if err := writeCAKey(p.rootKey, rootKey, pass); err != nil {
+		return err
+	}
+	if err := writeCAKey(p.interKey, interKey, pass); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(p.rootCert, pemCert(root), 0o644); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := writeFileAtomic(p.interCert, pemCert(inter), 0o644); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	// A replaced CA invalidates the server certificate issued by the old one.
+	if force {
+		_ = os.Remove(p.server)
+		_ = os.Remove(p.serverKey)
+	}
+	return nil
+}
+
+// newCACert creates a CA certificate from an x509util template, validity
+// set explicitly (trap: a template without validity gives a zero-length
+// certificate).
+func newCACert(cn, tmplText string, key crypto.Signer, parent *x509.Certificate, parentKey crypto.Signer, now time.Time, life time.Duration) (*x509.Certificate, error) {
+	cr, err := x509util.CreateCertificateRequest(cn, nil, key)
+	if err != nil {
+		return nil, err
+	}
+	data := x509util.CreateTemplateData(cn, nil)
+	c, err := x509util.NewCertificate(cr, x509util.WithTemplate(tmplText, data))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := c.GetCertificate()
+	tmpl.Subject.Organization = []string{"nacd"}
+	tmpl.NotBefore = now.Add(-5 * time.Minute).Truncate(time.Second)
+	tmpl.NotAfter = now.Add(life).Truncate(time.Second)
+	if parent == nil {
+		parent = tmpl
+	} else if tmpl.NotAfter.After(parent.NotAfter) {
+		tmpl.NotAfter = parent.NotAfter
+	}
+	cert, err := x509util.CreateCertificate(tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.NotAfter.After(cert.NotBefore) {
+		return nil, errors.New("zero-length validity")
+	}
+	return cert, nil
+}
+
+func writeCAKey(path string, key crypto.Signer, pass []byte) error {
+	opts := []pemutil.Options{pemutil.WithPKCS8(true)}
+	if pass != nil {
+		opts = append(opts, pemutil.WithPassword(pass))
+	}
+	blk, err := pemutil.Serialize(key, opts...)
+	if err != nil {
+		return fmt.Errorf("pki: serialise key: %w", err)
+	}
+	if err := writeFileAtomic(path, pem.EncodeToMemory(blk), 0o600); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	return nil
+}
+
+func readCAKey(path string, pass []byte) (crypto.Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by group or others (mode %v): chmod 600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var opts []pemutil.Options
+	if pass != nil {
+		opts = append(opts, pemutil.WithPassword(pass))
+	}
+	k, err := pemutil.ParseKey(b, opts...)
+	if err != nil {
+		if pass == nil && strings.Contains(string(b), "ENCRYPTED") {
+			return nil, fmt.Errorf("%s is encrypted: set %s or a passphrase file", path, PassphraseEnv)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return s, nil
+}
+
+func readOneCert(path string) (*x509.Certificate, error) {
+	certs, err := readCertFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return certs[0], nil
+}
 
 // OpenCA opens (creating it when absent) the CA in cfg.DataDir and its store
-// and starts the CRL timer and, for a shared store, the revocation poller.
-// Close it.
+// and starts the CRL timer and the revocation poller. With the embedded
+// store (bbolt) the DB file is locked: one process per data dir. Close it.
 func OpenCA(ctx context.Context, cfg CAConfig) (*CA, error) {
-	return nil, errors.New("pki: OpenCA not implemented yet")
+	cfg = cfg.withDefaults()
+	p := pathsFor(cfg.DataDir)
+	exists, err := caExists(p)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		if err := InitCA(cfg, false); err != nil && !errors.Is(err, ErrCAExists) {
+			return nil, err
+		}
+	}
+	ca := &CA{cfg: cfg, log: cfg.Logger.Named("ca"), audit: cfg.AccessLog, paths: p, stop: make(chan struct{})}
+	if err := ca.loadKeys(); err != nil {
+		return nil, fmt.Errorf("pki: open CA %s: %w", p.dir, err)
+	}
+	authDB, be, err := openBackend(ctx, cfg, p)
+	if err != nil {
+		return nil, fmt.Errorf("pki: open CA store: %w", err)
+	}
+	ca.be, ca.authDB = be, authDB
+	if err := ca.startAuthority(authDB); err != nil {
+		_ = authDB.Shutdown()
+		be.close()
+		return nil, fmt.Errorf("pki: open CA: %w", err)
+	}
+	ca.tokens = &TokenTable{be: be}
+	ca.revs = newRevocationSet(ca.root, ca.inter, cfg.RevocationPoll)
+	ca.metrics = newCAMetrics(ca)
+	fail := func(err error) (*CA, error) {
+		_ = ca.auth.Shutdown()
+		be.close()
+		return nil, err
+	}
+	if err := ca.reconcile(ctx); err != nil {
+		return fail(fmt.Errorf("pki: reconcile inventory: %w", err))
+	}
+	if err := ca.revs.resync(ctx, be); err != nil {
+		return fail(fmt.Errorf("pki: load revocations: %w", err))
+	}
+	if _, err := ca.ensureCRL(ctx, time.Now()); err != nil {
+		return fail(fmt.Errorf("pki: CRL: %w", err))
+	}
+	if cfg.Registerer != nil {
+		if err := ca.metrics.register(cfg.Registerer); err != nil {
+			return fail(fmt.Errorf("pki: register CA metrics: %w", err))
+		}
+	}
+	ca.wg.Add(1)
+	go ca.loop()
+	return ca, nil
 }
 
-// Close stops the CRL timer and poller and closes the store.
-func (ca *CA) Close() error { return nil }
-
-// Issue signs csr with the facts (never the CSR's own names: its SANs and
-// subject must be empty or equal to what f implies, else ErrCSRMismatch; a
-// weak key is ErrWeakKey). The inventory record is durable before the
-// chain is returned. by names who issued it (operator, "token:<id>",
-// "admin-api:<cn>") for the audit log. chain is leaf, intermediate.
-func (ca *CA) Issue(ctx context.Context, csr *x509.CertificateRequest, f Facts, by string) ([]*x509.Certificate, error) {
-	return nil, errors.New("pki: Issue not implemented yet")
+func (ca *CA) loadKeys() error {
+	pass, err := ca.cfg.passphrase()
+	if err != nil {
+		return err
+	}
+	if ca.root, err = readOneCert(ca.paths.rootCert); err != nil {
+		return err
+	}
+	if ca.inter, err = readOneCert(ca.paths.interCert); err != nil {
+		return err
+	}
+	if _, err := readCAKey(ca.paths.rootKey, pass); err != nil { // checked, never held
+		return err
+	}
+	if ca.signer, err = readCAKey(ca.paths.interKey, pass); err != nil {
+		return err
+	}
+	if !publicKeysEqual(ca.signer.Public(), ca.inter.PublicKey) {
+		return errors.New("intermediate key does not match intermediate certificate")
+	}
+	if err := ca.inter.CheckSignatureFrom(ca.root); err != nil {
+		return fmt.Errorf("intermediate not signed by root: %w", err)
+	}
+	return nil
 }
 
-// Renew issues a new certificate with the facts of cur (which must be
-// issued by this CA, unexpired and not revoked) for csr's key. The old
-// certificate stays valid until it expires (revoke it with reason
-// superseded if wanted).
-func (ca *CA) Renew(ctx context.Context, cur *x509.Certificate, csr *x509.CertificateRequest, by string) ([]*x509.Certificate, error) {
-	return nil, errors.New("pki: Renew not implemented yet")
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
 }
 
-// Revoke revokes one certificate by serial (lower-case hex; "0x" and
-// upper case accepted). Revoking a revoked certificate is a no-op success.
-// The CRL is regenerated and the RevocationSet updated before it returns.
-func (ca *CA) Revoke(ctx context.Context, serial string, reason RevocationReason, by string) error {
-	return errors.New("pki: Revoke not implemented yet")
+// startAuthority creates step's embedded authority over authDB and checks
+// that the provisioner loaded (a failing provisioner is only logged by
+// step and silently disabled).
+func (ca *CA) startAuthority(authDB authDBCloser) error {
+	ca.maxLife = ca.cfg.DeviceValidity
+	if ca.maxLife < DefaultServerValidity {
+		ca.maxLife = DefaultServerValidity
+	}
+	jwk := &jose.JSONWebKey{Key: ca.inter.PublicKey, Algorithm: jose.ES256, Use: "sig"}
+	kid, err := jose.Thumbprint(jwk)
+	if err != nil {
+		return fmt.Errorf("provisioner key: %w", err)
+	}
+	jwk.KeyID = kid
+	f := false
+	claims := &provisioner.Claims{
+		MinTLSDur:     &provisioner.Duration{Duration: time.Minute},
+		MaxTLSDur:     &provisioner.Duration{Duration: ca.maxLife},
+		DefaultTLSDur: &provisioner.Duration{Duration: ca.cfg.DeviceValidity},
+		EnableSSHCA:   &f,
+	}
+	cfg := &config.Config{
+		DNSNames: []string{"nacd"},
+		AuthorityConfig: &config.AuthConfig{
+			Provisioners: provisioner.List{&provisioner.JWK{Type: "JWK", Name: provisionerName, Key: jwk, Claims: claims}},
+			Claims:       claims,
+			Backdate:     &provisioner.Duration{Duration: time.Minute},
+		},
+		CRL: &config.CRLConfig{Enabled: false}, // nacd publishes its own CRL (crlpublish.go)
+	}
+	a, err := authority.NewEmbedded(
+		authority.WithConfig(cfg),
+		authority.WithX509RootCerts(ca.root),
+		authority.WithX509Signer(ca.inter, ca.signer),
+		authority.WithDatabase(authDB),
+		authority.WithQuietInit(),
+	)
+	if err != nil {
+		return err
+	}
+	p, err := a.LoadProvisionerByName(provisionerName)
+	if err == nil {
+		if u, bad := p.(provisioner.Uninitialized); bad {
+			err = fmt.Errorf("provisioner %q failed to initialise: %v", provisionerName, u.Reason)
+		} else if _, ok := p.(*provisioner.JWK); !ok {
+			err = fmt.Errorf("provisioner %q has type %T", provisionerName, p)
+		}
+	}
+	if err != nil {
+		_ = a.Shutdown()
+		return fmt.Errorf("step authority: %w", err)
+	}
+	ca.auth, ca.prov = a, p
+	return nil
 }
 
-// RevokeDevice revokes every unrevoked certificate of a device; it returns
-// the serials it revoked (ErrNotFound when the device has none at all).
-func (ca *CA) RevokeDevice(ctx context.Context, deviceUUID string, reason RevocationReason, by string) ([]string, error) {
-	return nil, errors.New("pki: RevokeDevice not implemented yet")
+// Close stops the CRL timer and poller, shuts step's authority down (its
+// own CRL goroutine and DB) and closes the store. Calls after the first
+// return nil.
+func (ca *CA) Close() error {
+	var err error
+	ca.once.Do(func() {
+		ca.closed.Store(true)
+		close(ca.stop)
+		ca.wg.Wait()
+		if ca.cfg.Registerer != nil {
+			ca.metrics.unregister(ca.cfg.Registerer)
+		}
+		err = ca.auth.Shutdown()
+		ca.be.close()
+	})
+	return err
 }
 
-// RevokeHolder revokes every unrevoked certificate of every device of a
-// holder (e-mail, case-insensitive).
-func (ca *CA) RevokeHolder(ctx context.Context, email string, reason RevocationReason, by string) ([]string, error) {
-	return nil, errors.New("pki: RevokeHolder not implemented yet")
-}
-
-// List returns the inventory records matching filter, oldest first.
-func (ca *CA) List(ctx context.Context, filter ListFilter) ([]Record, error) {
-	return nil, errors.New("pki: List not implemented yet")
-}
-
-// Status returns the inventory record of a serial (ErrNotFound when this
-// CA never issued it), for OCSP: Status RecordStatus, RevokedAt, Reason.
-func (ca *CA) Status(ctx context.Context, serial *big.Int) (Record, error) {
-	return Record{}, errors.New("pki: Status not implemented yet")
-}
-
-// CRL returns the current CRL (DER), signed by the intermediate.
-func (ca *CA) CRL(ctx context.Context) ([]byte, error) {
-	return nil, errors.New("pki: CRL not implemented yet")
+func (ca *CA) loop() {
+	defer ca.wg.Done()
+	poll := time.NewTicker(ca.cfg.RevocationPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ca.stop:
+			return
+		case now := <-poll.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := ca.revs.poll(ctx, ca.be, now); err != nil {
+				ca.log.Warn("revocation poll failed", zap.Error(err))
+			}
+			if _, err := ca.ensureCRL(ctx, now); err != nil {
+				ca.log.Warn("CRL refresh failed", zap.Error(err))
+			}
+			cancel()
+		}
+	}
 }
 
 // Root is the root certificate.
-func (ca *CA) Root() *x509.Certificate { return nil }
+func (ca *CA) Root() *x509.Certificate { return ca.root }
 
 // Intermediate is the issuing intermediate (issuer of devices, CRL and,
 // as the OCSP responder's issuer, the OCSP responses).
-func (ca *CA) Intermediate() *x509.Certificate { return nil }
+func (ca *CA) Intermediate() *x509.Certificate { return ca.inter }
 
 // Signer is the intermediate's private key (sign OCSP responses with it;
 // never log or export it).
-func (ca *CA) Signer() crypto.Signer { return nil }
+func (ca *CA) Signer() crypto.Signer { return ca.signer }
 
 // RootFile is the path of the root certificate PEM in the data dir.
-func (ca *CA) RootFile() string { return "" }
+func (ca *CA) RootFile() string { return ca.paths.rootCert }
+
+// IntermediateFile is the path of the intermediate certificate PEM.
+func (ca *CA) IntermediateFile() string { return ca.paths.interCert }
 
 // Tokens is a table in the CA's store for the enrolment code: atomic
 // single-use records.
-func (ca *CA) Tokens() *TokenTable { return nil }
-
-// TokenTable stores opaque values by id in the CA's store (same backend:
-// bbolt or PostgreSQL, so tokens survive restarts and are shared by nodes).
-type TokenTable struct{}
-
-// Put stores value under id; ErrExists if id is already present.
-func (t *TokenTable) Put(ctx context.Context, id string, value []byte) error {
-	return errors.New("pki: TokenTable not implemented yet")
-}
-
-// Get returns the value of id (ErrNotFound) and whether it was consumed.
-func (t *TokenTable) Get(ctx context.Context, id string) (value []byte, used bool, err error) {
-	return nil, false, errors.New("pki: TokenTable not implemented yet")
-}
-
-// Consume atomically marks id used and returns its value: exactly one of
-// any number of concurrent callers (on any node) gets the value; the
-// others get ErrTokenUsed. ErrNotFound when absent.
-func (t *TokenTable) Consume(ctx context.Context, id string) ([]byte, error) {
-	return nil, errors.New("pki: TokenTable not implemented yet")
-}
-
-// Delete removes id (no error when absent).
-func (t *TokenTable) Delete(ctx context.Context, id string) error {
-	return errors.New("pki: TokenTable not implemented yet")
-}
-
-// List calls fn for every id, value and used flag (for expiry sweeps).
-func (t *TokenTable) List(ctx context.Context, fn func(id string, value []byte, used bool) error) error {
-	return errors.New("pki: TokenTable not implemented yet")
-}
-
-// ServerCertificate returns the RADIUS server certificate and key files in
-// the data dir, issued by this CA for names (DNS names; the first is the
-// CN), (re)issuing them when absent, for other names, or past 2/3 of their
-// life. The chain file holds leaf + intermediate.
-func (ca *CA) ServerCertificate(ctx context.Context, names []string) (certFile, keyFile string, err error) {
-	return "", "", errors.New("pki: ServerCertificate not implemented yet")
-}
-
-// Anchor is the trust-anchor configuration for this CA ("nacd-local", il3,
-// policy.DefaultOIDs), with revocation checked against RevocationSet
-// (Source "store") instead of a CRL file.
-func (ca *CA) Anchor() AnchorConfig { return AnchorConfig{} }
+func (ca *CA) Tokens() *TokenTable { return ca.tokens }
 
 // RevocationSet is the in-memory set of revoked serials of this CA, kept in
 // sync with the store (on this node immediately; other nodes' revocations
 // within RevocationPoll).
-func (ca *CA) RevocationSet() *RevocationSet { return nil }
+func (ca *CA) RevocationSet() *RevocationSet { return ca.revs }
 
-// RevocationSet is an in-memory set of revoked serial numbers of one CA.
-type RevocationSet struct{}
-
-// ParseRevocationReason parses an RFC 5280 reason name ("keyCompromise",
-// "key-compromise", "superseded", ...) or its number.
-func ParseRevocationReason(s string) (RevocationReason, error) {
-	return 0, errors.New("pki: ParseRevocationReason not implemented yet")
+// Anchor is the trust-anchor configuration for this CA (LocalAnchorName,
+// il3, policy.DefaultOIDs), with revocation checked against RevocationSet
+// (Source "store") instead of a CRL file. CAFiles holds the root and the
+// intermediate.
+func (ca *CA) Anchor() AnchorConfig {
+	return AnchorConfig{
+		Name:        LocalAnchorName,
+		IL3:         true,
+		CAFiles:     []string{ca.paths.rootCert, ca.paths.interCert},
+		OIDs:        policy.DefaultOIDs(),
+		Revocations: ca.revs,
+	}
 }

@@ -33,6 +33,10 @@ type AnchorConfig struct {
 	StaleFailClosed bool          // a stale/missing CRL rejects every device of this anchor (not only il3)
 	RequireCRL      bool          // no CRL loaded at all counts as revocation unknown (always unknown for il3)
 	OIDs            policy.OIDs   // certificate-policy OID mapping (policy.DefaultOIDs() for nacd's own CA)
+	// Revocations, when set, answers revocation for the certificates it
+	// covers (nacd's own CA: CA.RevocationSet, Source "store") before any
+	// CRL is consulted; CRLs still cover the rest of the chain.
+	Revocations RevocationChecker
 }
 
 // Option configures a TrustStore.

@@ -175,9 +175,21 @@ func (a *anchor) check(chains [][]*x509.Certificate, now time.Time) (policy.Cert
 // root) up in its issuer's CRL.
 func (a *anchor) revocation(idx *crlIndex, chain []*x509.Certificate, now time.Time) policy.Revocation {
 	var rev policy.Revocation
-	covered := 0
+	covered, byStore := 0, 0
 	for i := 0; i+1 < len(chain); i++ {
 		cert, issuer := chain[i], chain[i+1]
+		if rc := a.cfg.Revocations; rc != nil {
+			if ok, revoked, age, stale := rc.CheckRevocation(cert, issuer, now); ok {
+				covered++
+				byStore++
+				rev.Revoked = rev.Revoked || revoked
+				rev.Stale = rev.Stale || stale
+				if covered == 1 || age > rev.Age {
+					rev.Age = age
+				}
+				continue
+			}
+		}
 		crl := idx.byKey[string(issuer.RawSubjectPublicKeyInfo)]
 		if crl == nil || !bytes.Equal(crl.issuer.RawSubject, cert.RawIssuer) || !crl.covers(cert) {
 			continue
@@ -193,7 +205,10 @@ func (a *anchor) revocation(idx *crlIndex, chain []*x509.Certificate, now time.T
 			rev.Stale = true
 		}
 	}
-	if covered > 0 {
+	switch {
+	case byStore > 0 && byStore == covered:
+		rev.Source = a.cfg.Revocations.Source()
+	case covered > 0:
 		rev.Source = "crl:" + a.cfg.Name
 	}
 	// A revocation found is known even when another certificate of the
