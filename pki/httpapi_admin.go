@@ -88,7 +88,25 @@ type InviteRequest struct {
 // shown this once.
 type InviteResponse struct {
 	Invitation
-	DeviceUUID string `json:"device_uuid"`
+	Email        string           `json:"email"`
+	DeviceUUID   string           `json:"device_uuid"`
+	DeviceName   string           `json:"device_name,omitempty"`
+	Ownership    policy.Ownership `json:"ownership"`
+	Role         policy.Role      `json:"role"`
+	ClearanceIL3 bool             `json:"clearance_il3"`
+}
+
+// NewInviteResponse is inv with its facts spelled out.
+func NewInviteResponse(inv Invitation) InviteResponse {
+	f := inv.Facts
+	return InviteResponse{Invitation: inv, Email: f.Email, DeviceUUID: f.DeviceUUID, DeviceName: f.DeviceName,
+		Ownership: f.Ownership, Role: f.Role, ClearanceIL3: f.ClearanceIL3}
+}
+
+// FactsOf returns the facts of a decoded response.
+func (r InviteResponse) FactsOf() Facts {
+	return Facts{Email: r.Email, DeviceUUID: r.DeviceUUID, DeviceName: r.DeviceName, Ownership: r.Ownership,
+		Role: r.Role, ClearanceIL3: r.ClearanceIL3}
 }
 
 func (a *API) handleAdminToken(w http.ResponseWriter, r *http.Request, who string) {
@@ -124,7 +142,7 @@ func (a *API) handleAdminToken(w http.ResponseWriter, r *http.Request, who strin
 	}
 	// A token created but not mailed is still returned (the operator can
 	// hand it over); the mail error is logged by the enroller.
-	writeJSON(w, http.StatusCreated, InviteResponse{Invitation: inv, DeviceUUID: inv.Facts.DeviceUUID})
+	writeJSON(w, http.StatusCreated, NewInviteResponse(inv))
 }
 
 // IssueRequest is the JSON body of POST /v1/admin/issue.

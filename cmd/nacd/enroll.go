@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/herts-council/nacd/internal/config"
+	"github.com/herts-council/nacd/pki"
+	"github.com/herts-council/nacd/policy"
+)
+
+// DefaultPKIURL is where `nacd enroll` finds the PKI HTTP API (design
+// section 6: PKI/enrolment HTTP on 127.0.0.1:9443).
+const DefaultPKIURL = "https://127.0.0.1:9443"
+
+const enrollUsage = `usage:
+  nacd enroll invite --email E --role R --ownership O [--il3] [--device-name N] [--valid 72h]
+                     [--data-dir DIR] [--server URL] [--ca-file FILE] [--json]
+                     [--smtp HOST:PORT --smtp-from ADDR [--smtp-starttls opportunistic|required|off]
+                      [--smtp-user U --smtp-password-file F] [--smtp-ca FILE]]
+
+Creates a single-use enrolment token bound to the holder's facts and prints
+the enrolment link, the token and the commands the device runs. The token is
+shown once (only its hash is stored). With --smtp the invitation is also
+e-mailed to the holder.
+
+It asks the running nacd (--server, default ` + DefaultPKIURL + `) with the
+admin token in DATA_DIR/` + pki.AdminTokenFileName + `; when no nacd is listening
+there, it opens the CA in the data dir itself.
+
+  --role       staff | member | contractor | visitor
+  --ownership  council-managed | personal
+  --il3        the holder is cleared for IL3 (council-managed devices only)
+`
+
+// runEnroll runs `nacd enroll ...` (args without "enroll").
+func runEnroll(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "invite" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, enrollUsage)
+			return exitOK
+		}
+		fmt.Fprint(stderr, "nacd enroll: ", enrollUsage)
+		return exitUsage
+	}
+	return cmdEnrollInvite(context.Background(), args[1:], stdout, stderr)
+}
+
+type inviteFlags struct {
+	email, role, ownership, deviceName string
+	il3                                bool
+	valid                              time.Duration
+	dataDir, server, caFile            string
+	asJSON                             bool
+	smtp, smtpFrom, smtpStartTLS       string
+	smtpUser, smtpPasswordFile, smtpCA string
+}
+
+func cmdEnrollInvite(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("enroll invite", stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, enrollUsage) }
+	var f inviteFlags
+	fs.StringVar(&f.email, "email", "", "holder's e-mail address (SAN rfc822Name)")
+	fs.StringVar(&f.role, "role", "", "staff | member | contractor | visitor")
+	fs.StringVar(&f.ownership, "ownership", "", "council-managed | personal")
+	fs.BoolVar(&f.il3, "il3", false, "holder cleared for IL3")
+	fs.StringVar(&f.deviceName, "device-name", "", "device name (certificate CN; default the e-mail)")
+	fs.DurationVar(&f.valid, "valid", pki.DefaultTokenValidity, "token lifetime (at most 720h)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (default "+config.DefaultDataDir+")")
+	fs.StringVar(&f.server, "server", DefaultPKIURL, "PKI HTTP API of the running nacd")
+	fs.StringVar(&f.caFile, "ca-file", "", "CA root to verify --server with (default DATA_DIR/root.crt)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the invitation as JSON")
+	fs.StringVar(&f.smtp, "smtp", "", "SMTP server host:port; e-mail the invitation")
+	fs.StringVar(&f.smtpFrom, "smtp-from", "", "sender address of the invitation e-mail")
+	fs.StringVar(&f.smtpStartTLS, "smtp-starttls", "opportunistic", "opportunistic | required | off")
+	fs.StringVar(&f.smtpUser, "smtp-user", "", "SMTP AUTH user (password from --smtp-password-file or NACD_SMTP_PASSWORD)")
+	fs.StringVar(&f.smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP AUTH password")
+	fs.StringVar(&f.smtpCA, "smtp-ca", "", "PEM roots to verify the SMTP server's STARTTLS certificate (default: system roots)")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	var missing []string
+	for _, m := range []struct{ name, v string }{{"--email", f.email}, {"--role", f.role}, {"--ownership", f.ownership}} {
+		if m.v == "" {
+			missing = append(missing, m.name)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "nacd enroll invite: missing %s\n", strings.Join(missing, ", "))
+		return exitUsage
+	}
+	if f.smtp != "" && f.smtpFrom == "" {
+		fmt.Fprintln(stderr, "nacd enroll invite: --smtp needs --smtp-from")
+		return exitUsage
+	}
+	inv := pki.Invite{Email: f.email, Role: policy.Role(f.role), Ownership: policy.Ownership(f.ownership),
+		ClearanceIL3: f.il3, DeviceName: f.deviceName, Valid: f.valid}
+	if err := pki.ValidateInvite(inv); err != nil {
+		fmt.Fprintf(stderr, "nacd enroll invite: %v\n", err)
+		return exitUsage
+	}
+	if f.dataDir == "" {
+		f.dataDir = config.DefaultDataDir
+	}
+	u, err := url.Parse(f.server)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		fmt.Fprintf(stderr, "nacd enroll invite: --server %q: want https://host:port\n", f.server)
+		return exitUsage
+	}
+	f.server = strings.TrimRight(f.server, "/")
+	var mailer *pki.Mailer
+	if f.smtp != "" {
+		mailer, err = newCLIMailer(f)
+		if err != nil {
+			printErr(stderr, "enroll invite", err)
+			return exitFailure
+		}
+	}
+
+	out, via, err := inviteViaAPI(ctx, f, inv)
+	if isNotListening(err) {
+		out, via, err = inviteLocal(ctx, f, inv)
+	}
+	if err != nil {
+		printErr(stderr, "enroll invite", err)
+		return exitFailure
+	}
+	caHint := "nacd-root.crt"
+	if mailer != nil {
+		if err := mailer.SendInvitation(ctx, out.Invitation, f.server); err != nil {
+			printErr(stderr, "enroll invite", fmt.Errorf("token %s created but not e-mailed: %w", out.ID, err))
+			printInvitation(stdout, out, f, caHint, via)
+			return exitFailure
+		}
+		out.Mailed = true
+	}
+	printInvitation(stdout, out, f, caHint, via)
+	return exitOK
+}
+
+func printInvitation(w io.Writer, out pki.InviteResponse, f inviteFlags, caHint, via string) {
+	if f.asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+		return
+	}
+	fmt.Fprintf(w, "enrolment token %s created (%s) for %s, device %s, expires %s",
+		out.ID, via, out.Facts.Email, out.DeviceUUID, out.ExpiresAt.UTC().Format(time.RFC3339))
+	if out.Mailed {
+		fmt.Fprintf(w, "; e-mailed to %s", out.Facts.Email)
+	}
+	fmt.Fprint(w, "\n\n", pki.InvitationText(out.Invitation, f.server, caHint))
+}
+
+// inviteViaAPI asks the running nacd's admin API.
+func inviteViaAPI(ctx context.Context, f inviteFlags, inv pki.Invite) (pki.InviteResponse, string, error) {
+	caFile := f.caFile
+	if caFile == "" {
+		// TODO(issue 3a): use an exported root file name from pki when the
+		// CA API offers one (CAConfig documents DATA_DIR/root.crt).
+		caFile = filepath.Join(f.dataDir, "root.crt")
+	}
+	pool := x509.NewCertPool()
+	if pemData, err := os.ReadFile(caFile); err != nil {
+		return pki.InviteResponse{}, "", fmt.Errorf("CA root for %s: %w", f.server, err)
+	} else if !pool.AppendCertsFromPEM(pemData) {
+		return pki.InviteResponse{}, "", fmt.Errorf("CA root %s: no PEM certificate", caFile)
+	}
+	tok, err := pki.ReadAdminToken(filepath.Join(f.dataDir, pki.AdminTokenFileName))
+	if err != nil {
+		return pki.InviteResponse{}, "", err
+	}
+	body, _ := json.Marshal(pki.InviteRequest{Email: inv.Email, Role: string(inv.Role), Ownership: string(inv.Ownership),
+		ClearanceIL3: inv.ClearanceIL3, DeviceName: inv.DeviceName, Valid: inv.Valid.String()})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", f.server+"/v1/admin/tokens", bytes.NewReader(body))
+	if err != nil {
+		return pki.InviteResponse{}, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+	}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return pki.InviteResponse{}, "", err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		var e struct{ Error, Reason string }
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return pki.InviteResponse{}, "", fmt.Errorf("%s: %d %s: %s", f.server, resp.StatusCode, e.Error, e.Reason)
+		}
+		return pki.InviteResponse{}, "", fmt.Errorf("%s: HTTP %d", f.server, resp.StatusCode)
+	}
+	var out pki.InviteResponse
+	if err := json.Unmarshal(data, &out); err != nil {
+		return pki.InviteResponse{}, "", fmt.Errorf("%s: %w", f.server, err)
+	}
+	out.Facts = out.FactsOf()
+	return out, "via " + f.server, nil
+}
+
+// isNotListening reports whether err means nothing listens at the server
+// address (so the CA can be opened directly).
+func isNotListening(err error) bool {
+	var op *net.OpError
+	return err != nil && errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// inviteLocal opens the CA in the data dir (no nacd running) and creates
+// the token in its store.
+func inviteLocal(ctx context.Context, f inviteFlags, inv pki.Invite) (pki.InviteResponse, string, error) {
+	ca, err := pki.OpenCA(ctx, pki.CAConfig{DataDir: f.dataDir})
+	if err != nil {
+		return pki.InviteResponse{}, "", fmt.Errorf("no nacd at %s, and the CA in %s: %w", f.server, f.dataDir, err)
+	}
+	defer ca.Close()
+	enr, err := pki.NewEnroller(pki.EnrollConfig{Issuer: ca, Tokens: ca.Tokens(), BaseURL: f.server})
+	if err != nil {
+		return pki.InviteResponse{}, "", err
+	}
+	inv.By = "cli:" + currentUser()
+	out, err := enr.Invite(ctx, inv)
+	if err != nil {
+		return pki.InviteResponse{}, "", err
+	}
+	return pki.NewInviteResponse(out), "in the store of " + f.dataDir, nil
+}
+
+func currentUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("uid-%d", os.Getuid())
+}
+
+func newCLIMailer(f inviteFlags) (*pki.Mailer, error) {
+	cfg := pki.MailConfig{Addr: f.smtp, From: f.smtpFrom, StartTLS: f.smtpStartTLS, Username: f.smtpUser, CAFile: "nacd-root.crt"}
+	if f.smtpUser != "" {
+		cfg.Password = os.Getenv("NACD_SMTP_PASSWORD")
+		if f.smtpPasswordFile != "" {
+			b, err := os.ReadFile(f.smtpPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("SMTP password: %w", err)
+			}
+			cfg.Password = strings.TrimSpace(string(b))
+		}
+		if cfg.Password == "" {
+			return nil, errors.New("--smtp-user needs --smtp-password-file or NACD_SMTP_PASSWORD")
+		}
+	}
+	if f.smtpCA != "" {
+		b, err := os.ReadFile(f.smtpCA)
+		if err != nil {
+			return nil, fmt.Errorf("--smtp-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--smtp-ca %s: no PEM certificate", f.smtpCA)
+		}
+		cfg.TLS = &tls.Config{RootCAs: pool}
+	}
+	return pki.NewMailer(cfg)
+}
