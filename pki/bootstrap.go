@@ -49,13 +49,29 @@ type BootstrapResult struct {
 	Server    *x509.Certificate
 	DemoCerts map[string]*x509.Certificate
 	Created   bool // this call created the CA (first run)
+
+	// Set by CA.Bootstrap (nacd's smallstep CA in place of the throwaway
+	// one): revocation comes from the CA's store, not a CRL file, and the
+	// anchor's CA files include the issuing intermediate (Chain).
+	Revocations RevocationChecker
+	Chain       []string
 }
 
 // Anchor returns the trust anchor configuration for the bootstrap CA: nacd's
-// own profile (policy.DefaultOIDs), marked il3, its CRL required. Its CRL
+// own profile (policy.DefaultOIDs), marked il3, its CRL required (with
+// CA.Bootstrap: revocation from the CA's store instead). Its CRL
 // is only renewed by Bootstrap: call Bootstrap again (e.g. daily) while
 // running, or the CRL goes stale after 7 days.
 func (r *BootstrapResult) Anchor() AnchorConfig {
+	if r.Revocations != nil {
+		return AnchorConfig{
+			Name:        "nacd-local",
+			IL3:         true,
+			CAFiles:     append([]string{r.CACert}, r.Chain...),
+			OIDs:        policy.DefaultOIDs(),
+			Revocations: r.Revocations,
+		}
+	}
 	return AnchorConfig{
 		Name:       "nacd-local",
 		IL3:        true,

@@ -659,3 +659,10 @@ func (ca *CA) Anchor() AnchorConfig {
 		Revocations: ca.revs,
 	}
 }
+
+// CADir is the directory of the CA's files in a data dir (DataDir/ca).
+func CADir(dataDir string) string { return pathsFor(dataDir).dir }
+
+// CARootFile is the root certificate PEM of the CA in a data dir
+// (DataDir/ca/root.crt), for clients that verify nacd's HTTPS listener.
+func CARootFile(dataDir string) string { return pathsFor(dataDir).rootCert }

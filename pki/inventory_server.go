@@ -1,0 +1,185 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ServerCertificate returns the RADIUS server certificate and key files in
+// the data dir (ca/server.crt holds leaf + intermediate, ca/server.key
+// 0600), issued by this CA for names (DNS names; the first is the CN),
+// (re)issuing them when absent, for other names, not from this CA's
+// intermediate, or past 2/3 of their life. The certificate is in the
+// inventory (Kind "server").
+func (ca *CA) ServerCertificate(ctx context.Context, names []string) (certFile, keyFile string, err error) {
+	if len(names) == 0 {
+		names = []string{BootstrapServerName}
+	}
+	now := time.Now()
+	if leaf, ok := ca.currentServer(names, now); ok {
+		ca.metrics.serverExpiry.Store(leaf.NotAfter.Unix())
+		return ca.paths.server, ca.paths.serverKey, nil
+	}
+	chain, key, err := ca.issueServer(ctx, names, DefaultServerValidity, "nacd-serve")
+	if err != nil {
+		return "", "", err
+	}
+	if err := writeKey(ca.paths.serverKey, key); err != nil {
+		return "", "", fmt.Errorf("pki: write server key: %w", err)
+	}
+	if err := writeFileAtomic(ca.paths.server, pemChain(chain), 0o644); err != nil {
+		return "", "", fmt.Errorf("pki: write server certificate: %w", err)
+	}
+	ca.metrics.serverExpiry.Store(chain[0].NotAfter.Unix())
+	return ca.paths.server, ca.paths.serverKey, nil
+}
+
+// currentServer reports whether the server certificate on disk can be kept.
+func (ca *CA) currentServer(names []string, now time.Time) (*x509.Certificate, bool) {
+	leaf, _, err := loadCertKey(ca.paths.server, ca.paths.serverKey)
+	if err != nil {
+		return nil, false
+	}
+	if leaf.CheckSignatureFrom(ca.inter) != nil || !slices.Equal(leaf.DNSNames, names) {
+		return nil, false
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	if now.After(leaf.NotBefore.Add(life*2/3)) || now.Before(leaf.NotBefore) {
+		return nil, false
+	}
+	if ca.revs.contains(leaf.SerialNumber) {
+		return nil, false
+	}
+	return leaf, true
+}
+
+// ServerNames are the default names of nacd's server certificate:
+// BootstrapServerName and the host name when it is a valid DNS name.
+func ServerNames() []string {
+	names := []string{BootstrapServerName}
+	if h, err := os.Hostname(); err == nil && validDNSName(h) && !strings.EqualFold(h, BootstrapServerName) {
+		names = append(names, strings.ToLower(h))
+	}
+	return names
+}
+
+// Bootstrap is what `nacd serve` uses in place of the foundation's
+// pki.Bootstrap once the CA is open: the RADIUS server certificate issued
+// by this CA (ServerCertificate with ServerNames), the demo devices of the
+// README tour (staff-laptop, member-tablet: issued through Issue, so they
+// are in the inventory and revocable, and kept across restarts while
+// valid), and the trust anchor (Anchor: revocation from the store, no CRL
+// file). Call it again (e.g. daily) to renew the server certificate.
+//
+// Files under DataDir/ca: root.crt, intermediate.crt, server.crt (chain),
+// server.key, crl.pem (the current CRL, for tools), demo/<name>.crt|.key.
+func (ca *CA) Bootstrap(ctx context.Context) (*BootstrapResult, error) {
+	r := &BootstrapResult{
+		CACert:      ca.paths.rootCert,
+		CAKey:       "", // never exposed: the CA keys stay with the CA
+		CRL:         filepath.Join(ca.paths.dir, "crl.pem"),
+		Demo:        map[string]DevicePaths{},
+		DemoCerts:   map[string]*x509.Certificate{},
+		CA:          ca.root,
+		Revocations: ca.revs,
+		Chain:       []string{ca.paths.interCert},
+	}
+	var err error
+	if r.ServerCert, r.ServerKey, err = ca.ServerCertificate(ctx, ServerNames()); err != nil {
+		return nil, err
+	}
+	if r.Server, _, err = loadCertKey(r.ServerCert, r.ServerKey); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(ca.paths.demo, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	for _, d := range demoDevices {
+		p := DevicePaths{Cert: filepath.Join(ca.paths.demo, d.name+".crt"), Key: filepath.Join(ca.paths.demo, d.name+".key")}
+		r.Demo[d.name] = p
+		cert, created, err := ca.demoDevice(ctx, d, p)
+		if err != nil {
+			return nil, fmt.Errorf("pki: demo device %s: %w", d.name, err)
+		}
+		r.DemoCerts[d.name] = cert
+		r.Created = r.Created || created
+	}
+	crl, err := ca.CRL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(r.CRL, pemBlock("X509 CRL", crl), 0o644); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	return r, nil
+}
+
+// demoDevice keeps a valid, unrevoked demo certificate or issues a new one.
+func (ca *CA) demoDevice(ctx context.Context, d demoDevice, p DevicePaths) (*x509.Certificate, bool, error) {
+	cert, _, err := loadCertKey(p.Cert, p.Key)
+	switch {
+	case err == nil:
+		now := time.Now()
+		if cert.CheckSignatureFrom(ca.inter) == nil && now.Before(cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore)*2/3)) && !ca.revs.contains(cert.SerialNumber) {
+			return cert, false, nil
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		// unreadable or mismatched: replace
+	}
+	key, err := newP256()
+	if err != nil {
+		return nil, false, err
+	}
+	csr, err := csrFor(key)
+	if err != nil {
+		return nil, false, err
+	}
+	chain, err := ca.Issue(ctx, csr, Facts{Email: d.email, DeviceName: d.name, Ownership: d.ownership, Role: d.role, ClearanceIL3: d.il3}, "nacd-demo")
+	if err != nil {
+		return nil, false, err
+	}
+	if err := writeKey(p.Key, key); err != nil {
+		return nil, false, err
+	}
+	if err := writeFileAtomic(p.Cert, pemChain(chain), 0o644); err != nil {
+		return nil, false, err
+	}
+	return chain[0], true, nil
+}
+
+func pemChain(chain []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range chain {
+		out = append(out, pemCert(c)...)
+	}
+	return out
+}
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func newP256() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
+
+// csrFor is an empty CSR (no subject, no SANs) for key: the facts come
+// from Issue's Facts.
+func csrFor(key crypto.Signer) (*x509.CertificateRequest, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificateRequest(der)
+}
