@@ -102,7 +102,7 @@ func (m *memCA) Issue(ctx context.Context, csr *x509.CertificateRequest, f Facts
 	s := hexSerial(leaf)
 	m.recs[s] = &Record{Serial: s, Email: f.Email, DeviceUUID: f.DeviceUUID, DeviceName: cn, Ownership: f.Ownership,
 		Role: f.Role, ClearanceIL3: f.ClearanceIL3, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
-		Status: StatusValid, IssuedAt: now, IssuedBy: by, Certificate: der}
+		Status: StatusValid, IssuedAt: now, IssuedBy: by, Certificate: der, Kind: KindDevice}
 	m.order = append(m.order, s)
 	return []*x509.Certificate{leaf, m.inter.Cert}, nil
 }

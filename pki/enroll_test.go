@@ -225,7 +225,7 @@ func TestRefusedIssuanceGivesTheTokenBack(t *testing.T) {
 }
 
 func BenchmarkEnrollCSR(b *testing.B) {
-	be, _ := memBackend(b)
+	be, _ := caBackend(b, "bbolt")
 	enr, err := NewEnroller(EnrollConfig{Issuer: be.auth, Tokens: be.tokens})
 	if err != nil {
 		b.Fatal(err)

@@ -80,7 +80,7 @@ type APIConfig struct {
 //	POST /v1/admin/tokens        admin: create an invitation -> 201 JSON
 //	POST /v1/admin/issue         admin: issue from a CSR with facts -> 201 JSON
 //	POST /v1/admin/revoke        admin: {serial|device|holder, reason} -> 200 JSON
-//	GET  /v1/admin/certificates  admin: ?holder=&device=&status=&expiring=30d -> 200 JSON
+//	GET  /v1/admin/certificates  admin: ?holder=&device=&status=&expiring=30d&kind=device|server -> 200 JSON
 //	GET  /crl                    the CRL, DER (PEM with Accept: application/x-pem-file or ?format=pem)
 //	POST /ocsp, GET /ocsp/{b64}  RFC 6960 OCSP
 //	GET  /ca.crt                 the root certificate (PEM)

@@ -323,16 +323,24 @@ func (a *API) handleAdminList(w http.ResponseWriter, r *http.Request, who string
 		}
 		f.ExpiringWithin = d
 	}
-	recs, err := a.cfg.CA.List(r.Context(), f)
+	kind := q.Get("kind")
+	switch kind {
+	case "", KindDevice, KindServer:
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "kind: want device or server")
+		return
+	}
+	all, err := a.cfg.CA.List(r.Context(), f)
 	if err != nil {
 		a.writeErr(w, r, err)
 		return
 	}
-	for i := range recs {
-		recs[i].Certificate = nil
-	}
-	if recs == nil {
-		recs = []Record{}
+	recs := []Record{}
+	for _, rec := range all {
+		if kind == "" || rec.Kind == kind {
+			rec.Certificate = nil
+			recs = append(recs, rec)
+		}
 	}
 	a.adminAudit("list", who, r, zap.String("holder", f.Holder), zap.String("device_uuid", f.Device), zap.Int("count", len(recs)))
 	writeJSON(w, http.StatusOK, ListResponse{Certificates: recs})

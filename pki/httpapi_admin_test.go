@@ -30,7 +30,7 @@ func (e *apiEnv) enrolDevice(t *testing.T, mods ...func(*Invite)) ([]*x509.Certi
 }
 
 func TestAdminAuthentication(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	e := newAPIEnv(t, b, "nacd-admin-alice")
 	_, adminCert, _ := e.enrolDevice(t, func(i *Invite) { i.DeviceName = "nacd-admin-alice" })
 	_, revokedAdmin, _ := e.enrolDevice(t, func(i *Invite) { i.DeviceName = "nacd-admin-alice"; i.Email = "old@herts.example" })
@@ -60,7 +60,7 @@ func TestAdminAuthentication(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := e.client(tc.cert)
-			req, _ := http.NewRequest("GET", e.url+"/v1/admin/certificates", nil)
+			req, _ := http.NewRequest("GET", e.url+"/v1/admin/certificates?kind=device", nil)
 			if tc.bearer != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.bearer)
 			}
@@ -123,7 +123,10 @@ func TestAdminTokenFileMode(t *testing.T) {
 }
 
 func TestAdminInviteIssueRevokeList(t *testing.T) {
-	b, _ := memBackend(t)
+	forEachStore(t, func(t *testing.T, b backend, _ *CA) { testAdminInviteIssueRevokeList(t, b) })
+}
+
+func testAdminInviteIssueRevokeList(t *testing.T, b backend) {
 	e := newAPIEnv(t, b)
 	admin := e.adminToken
 
@@ -204,7 +207,7 @@ func TestAdminInviteIssueRevokeList(t *testing.T) {
 	if err := json.Unmarshal(r.body, &lr); err != nil || len(lr.Certificates) != 2 {
 		t.Fatalf("list revoked: %d %s", r.code, r.body)
 	}
-	r = e.do(nil, "GET", "/v1/admin/certificates?status=valid", admin, "", nil)
+	r = e.do(nil, "GET", "/v1/admin/certificates?status=valid&kind=device", admin, "", nil)
 	if err := json.Unmarshal(r.body, &lr); err != nil || len(lr.Certificates) != 1 || lr.Certificates[0].Email != "frank@herts.example" {
 		t.Fatalf("list valid: %d %s", r.code, r.body)
 	}
@@ -217,7 +220,7 @@ func TestAdminInviteIssueRevokeList(t *testing.T) {
 }
 
 func TestRenewOverMTLS(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	e := newAPIEnv(t, b)
 	chain, cert, inv := e.enrolDevice(t)
 	newCSRPEM, _ := newCSR(t, nil, nil)

@@ -53,7 +53,10 @@ func checkEnrolled(t *testing.T, e *apiEnv, chain []*x509.Certificate, inv Invit
 }
 
 func TestEnrollEndToEndHTTPS(t *testing.T) {
-	b, _ := memBackend(t)
+	forEachStore(t, func(t *testing.T, b backend, _ *CA) { testEnrollEndToEndHTTPS(t, b) })
+}
+
+func testEnrollEndToEndHTTPS(t *testing.T, b backend) {
 	e := newAPIEnv(t, b)
 	cases := []struct {
 		name string
@@ -118,7 +121,7 @@ func TestEnrollEndToEndHTTPS(t *testing.T) {
 }
 
 func TestEnrollDERBody(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	e := newAPIEnv(t, b)
 	inv := e.invite()
 	csr, _ := newCSR(t, nil, nil)
@@ -130,7 +133,10 @@ func TestEnrollDERBody(t *testing.T) {
 }
 
 func TestEnrollRefusalsIssueNothing(t *testing.T) {
-	b, _ := memBackend(t)
+	forEachStore(t, func(t *testing.T, b backend, _ *CA) { testEnrollRefusalsIssueNothing(t, b) })
+}
+
+func testEnrollRefusalsIssueNothing(t *testing.T, b backend) {
 	e := newAPIEnv(t, b)
 	good, _ := newCSR(t, nil, nil)
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
@@ -237,7 +243,10 @@ func tamperCSR(t *testing.T, cn string) []byte {
 }
 
 func TestEnrollOneTokenTwentyGoroutines(t *testing.T) {
-	b, _ := memBackend(t)
+	forEachStore(t, func(t *testing.T, b backend, _ *CA) { testEnrollOneTokenTwentyGoroutines(t, b) })
+}
+
+func testEnrollOneTokenTwentyGoroutines(t *testing.T, b backend) {
 	e := newAPIEnv(t, b)
 	inv := e.invite()
 	before := b.count()
@@ -282,7 +291,7 @@ func TestEnrollOneTokenTwentyGoroutines(t *testing.T) {
 }
 
 func TestEnrollPKCS12(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	e := newAPIEnv(t, b)
 	cases := []struct {
 		name     string
@@ -373,7 +382,7 @@ func checkPKCS12OpenSSL(t *testing.T, e *apiEnv, pfx []byte, password string) {
 }
 
 func TestEnrollPageDoesNotConsume(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	e := newAPIEnv(t, b)
 	inv := e.invite()
 	r := e.do(nil, "GET", "/enroll?token="+url.QueryEscape(inv.Token), "", "", nil)

@@ -25,8 +25,11 @@ import (
 )
 
 func TestOCSPOpenSSL(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b backend, _ *CA) { testOCSPOpenSSL(t, b) })
+}
+
+func testOCSPOpenSSL(t *testing.T, b backend) {
 	openssl := testtool.Require(t, "openssl")
-	b, _ := memBackend(t)
 	e := newAPIEnv(t, b)
 	goodChain, _, _ := e.enrolDevice(t)
 	revChain, _, _ := e.enrolDevice(t, func(i *Invite) { i.Email = "gone@herts.example" })
@@ -88,7 +91,7 @@ func (e *apiEnv) strangerLeaf(t *testing.T) *x509.Certificate {
 }
 
 func TestOCSPGoClient(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	e := newAPIEnv(t, b)
 	chain, _, _ := e.enrolDevice(t)
 	issuer := b.auth.Intermediate()
@@ -220,8 +223,11 @@ func responseNonce(t *testing.T, raw []byte) []byte {
 }
 
 func TestCRLOverHTTPOpenSSL(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b backend, _ *CA) { testCRLOverHTTPOpenSSL(t, b) })
+}
+
+func testCRLOverHTTPOpenSSL(t *testing.T, b backend) {
 	openssl := testtool.Require(t, "openssl")
-	b, _ := memBackend(t)
 	e := newAPIEnv(t, b)
 	chain, _, _ := e.enrolDevice(t)
 	if err := b.auth.Revoke(context.Background(), hexSerial(chain[0]), ReasonSuperseded, "test"); err != nil {
@@ -297,7 +303,7 @@ func TestCRLOverHTTPOpenSSL(t *testing.T) {
 }
 
 func TestOCSPResponderRefusesOtherIssuersAndGarbage(t *testing.T) {
-	b, _ := memBackend(t)
+	b, _ := caBackend(t, "bbolt")
 	o := &OCSPResponder{Issuer: b.auth.Intermediate(), Signer: b.auth.Signer(), Source: b.auth}
 	req, _ := ocsp.CreateRequest(b.auth.Intermediate(), b.auth.Root(), nil) // issuer = root: not ours
 	if _, res := o.Respond(context.Background(), req); res != OCSPUnauthorized {
