@@ -533,7 +533,6 @@ func (c *radsecConn) shut(cause string) {
 func (c *radsecConn) readLoop() {
 	s := c.r.srv
 	defer c.shut(RadSecClosedError) // no-op when a cause was set
-	var hdr [4]byte
 	for {
 		// Wait for a free slot before reading more: backpressure.
 		select {
@@ -541,31 +540,27 @@ func (c *radsecConn) readLoop() {
 		case <-c.done:
 			return
 		}
-		c.conn.SetReadDeadline(time.Now().Add(c.r.cfg.IdleTimeout))
-		n, err := io.ReadFull(c.conn, hdr[:])
+		b, err := readFrame(c.conn, func() {
+			c.conn.SetReadDeadline(time.Now().Add(c.r.cfg.IdleTimeout))
+		}, func() {
+			c.conn.SetReadDeadline(time.Now().Add(c.r.cfg.ReadTimeout))
+		})
 		if err != nil {
 			<-c.pending
-			cause := readCloseCause(err, n)
+			var fe *frameError
+			cause := RadSecClosedError
+			if errors.As(err, &fe) {
+				cause = fe.cause
+			}
+			select {
+			case <-c.done: // closed by the server (shutdown, reload): not the NAS's fault
+				return
+			default:
+			}
 			if cause == RadSecClosedFraming {
-				s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.String("detail", "truncated header"))
+				s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.Error(err))
 			}
 			c.shut(cause)
-			return
-		}
-		length := int(binary.BigEndian.Uint16(hdr[2:4]))
-		if length < headerLen || length > RadSecMaxPacket {
-			<-c.pending
-			s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.Int("length", length))
-			c.shut(RadSecClosedFraming)
-			return
-		}
-		b := make([]byte, length)
-		copy(b, hdr[:])
-		c.conn.SetReadDeadline(time.Now().Add(c.r.cfg.ReadTimeout))
-		if _, err := io.ReadFull(c.conn, b[4:]); err != nil {
-			<-c.pending
-			s.dropped(DropMalformed, c.remote, zap.String("transport", "radsec"), zap.String("detail", "truncated packet"))
-			c.shut(RadSecClosedFraming)
 			return
 		}
 		in := inbound{b: b, at: s.now(), stream: c}
@@ -580,6 +575,45 @@ func (c *radsecConn) readLoop() {
 			return
 		}
 	}
+}
+
+// frameError is a failed frame read with its close cause.
+type frameError struct {
+	cause string
+	err   error
+}
+
+func (e *frameError) Error() string { return "radsec: " + e.cause + ": " + e.err.Error() }
+func (e *frameError) Unwrap() error { return e.err }
+
+// readFrame reads one RADIUS packet from a stream (RFC 6614 section 2.5):
+// the 4-byte header, then Length-4 more bytes. Length must be 20..4096.
+// beforeHeader and beforeBody set the deadlines (idle wait, then the rest
+// of the packet). Errors are *frameError: idle (timeout before any byte),
+// peer (EOF before any byte), framing (bad Length, partial header or
+// packet, including a timeout mid-packet) or error.
+func readFrame(r io.Reader, beforeHeader, beforeBody func()) ([]byte, error) {
+	var hdr [4]byte
+	if beforeHeader != nil {
+		beforeHeader()
+	}
+	n, err := io.ReadFull(r, hdr[:])
+	if err != nil {
+		return nil, &frameError{cause: readCloseCause(err, n), err: err}
+	}
+	length := int(binary.BigEndian.Uint16(hdr[2:4]))
+	if length < headerLen || length > RadSecMaxPacket {
+		return nil, &frameError{cause: RadSecClosedFraming, err: fmt.Errorf("length field %d outside %d..%d", length, headerLen, RadSecMaxPacket)}
+	}
+	b := make([]byte, length)
+	copy(b, hdr[:])
+	if beforeBody != nil {
+		beforeBody()
+	}
+	if _, err := io.ReadFull(r, b[4:]); err != nil {
+		return nil, &frameError{cause: RadSecClosedFraming, err: fmt.Errorf("truncated packet of length %d: %w", length, err)}
+	}
+	return b, nil
 }
 
 // readCloseCause classifies a failed header read: a timeout before any

@@ -489,7 +489,9 @@ func TestRadSecConnectionLimits(t *testing.T) {
 func TestRadSecReload(t *testing.T) {
 	e := newRadSecEnv(t, radsecOptions{fake: &fakeFactory{msk: testMSK()}})
 	c := e.mustConnect(t)
-	ss := func(id byte) []byte { return signMA(rawPacket(byte(radius.CodeStatusServer), id, randomAuth(t)), radsecSecret) }
+	ss := func(id byte) []byte {
+		return signMA(rawPacket(byte(radius.CodeStatusServer), id, randomAuth(t)), radsecSecret)
+	}
 
 	bad := append([]Client(nil), e.clients...)
 	bad[0].RadSecIdentities = nil
@@ -533,5 +535,67 @@ func BenchmarkRadSecStatusServer(b *testing.B) {
 		copy(req[4:20], []byte{byte(i), byte(i >> 8), byte(i >> 16), byte(i >> 24)})
 		req = signMA(req[:len(req)-18], radsecSecret)
 		streamExchange(b, c, req)
+	}
+}
+
+// FuzzRadSecFrame: readFrame never panics, never returns a packet outside
+// 20..4096 bytes or one whose Length field differs from its size, and never
+// reads past what it returns.
+func FuzzRadSecFrame(f *testing.F) {
+	valid := rawPacket(byte(radius.CodeStatusServer), 1, [16]byte{}, tattr{attrUserName, []byte("x")})
+	f.Add(valid)
+	f.Add(append(append([]byte(nil), valid...), valid...))
+	f.Add([]byte{1, 2, 0x10, 0x01})
+	f.Add([]byte{1, 2, 0, 19, 0})
+	f.Add([]byte{1, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		consumed := 0
+		for {
+			b, err := readFrame(r, nil, nil)
+			if err != nil {
+				var fe *frameError
+				if !errors.As(err, &fe) {
+					t.Fatalf("error %v is not a frameError", err)
+				}
+				return
+			}
+			if len(b) < 20 || len(b) > RadSecMaxPacket || int(binary.BigEndian.Uint16(b[2:4])) != len(b) {
+				t.Fatalf("frame of %d bytes with length field %d", len(b), binary.BigEndian.Uint16(b[2:4]))
+			}
+			consumed += len(b)
+			if consumed != len(data)-r.Len() {
+				t.Fatalf("read %d bytes, returned %d", len(data)-r.Len(), consumed)
+			}
+		}
+	})
+}
+
+// TestReadFrameCauses: each way a stream can end maps to its close cause.
+func TestReadFrameCauses(t *testing.T) {
+	valid := rawPacket(byte(radius.CodeStatusServer), 1, [16]byte{})
+	long := append([]byte(nil), valid...)
+	binary.BigEndian.PutUint16(long[2:4], 4097)
+	tests := []struct {
+		name  string
+		data  []byte
+		cause string
+	}{
+		{"clean end", nil, RadSecClosedPeer},
+		{"partial header", valid[:2], RadSecClosedFraming},
+		{"length 4097", long, RadSecClosedFraming},
+		{"truncated packet", valid[:10], RadSecClosedFraming},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readFrame(bytes.NewReader(tt.data), nil, nil)
+			var fe *frameError
+			if !errors.As(err, &fe) || fe.cause != tt.cause {
+				t.Fatalf("err %v, want cause %s", err, tt.cause)
+			}
+		})
+	}
+	if b, err := readFrame(bytes.NewReader(valid), nil, nil); err != nil || !bytes.Equal(b, valid) {
+		t.Fatalf("valid frame: %v", err)
 	}
 }
