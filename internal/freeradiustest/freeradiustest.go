@@ -285,6 +285,9 @@ func FreeUDPPort() (int, error) {
 // `freeradius -X -d dir -n radiusd`.
 func WriteConfig(dir string, port int, cfg Config) error {
 	cfg.defaults()
+	if strings.ContainsAny(cfg.Secret, "\"\\\n") {
+		return errors.New("secret must not contain quotes, backslashes or newlines")
+	}
 	for _, sub := range []string{"log", "run", "certs"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return err

@@ -328,3 +328,25 @@ func TestRadSecProxyMode(t *testing.T) {
 		t.Errorf("home server did not see the request over RadSec:\n%s", tail(home.Log(), 20))
 	}
 }
+
+func TestWriteConfigRefusesUnsafeValues(t *testing.T) {
+	base := Config{CACertFile: "/dev/null", ServerCertFile: "/x.pem", ServerKeyFile: "/x.key"}
+	tests := []struct {
+		name string
+		cfg  func(Config) Config
+	}{
+		{"quote in common name", func(c Config) Config { c.VLANByCommonName = map[string]int{`a"b`: 10}; return c }},
+		{"xlat in common name", func(c Config) Config { c.VLANByCommonName = map[string]int{"%{exec:/bin/sh}": 10}; return c }},
+		{"proxy to a remote host", func(c Config) Config { c.Proxy = &Proxy{Addr: "192.0.2.1:1812", Secret: "s"}; return c }},
+		{"proxy secret with a quote", func(c Config) Config { c.Proxy = &Proxy{Addr: "127.0.0.1:1812", Secret: `s"`}; return c }},
+		{"client secret with a newline", func(c Config) Config { c.Secret = "a\nb"; return c }},
+		{"radsec without a port", func(c Config) Config { c.RadSec = &RadSec{CertFile: "/x", KeyFile: "/y", CAFile: "/z"}; return c }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := WriteConfig(t.TempDir(), 1812, tc.cfg(base)); err == nil {
+				t.Error("WriteConfig accepted it")
+			}
+		})
+	}
+}
