@@ -32,6 +32,10 @@ func OpenBoltSessions(path string) (SessionStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("radius: open session store %s: %w", path, err)
 	}
+	// Batch coalesces concurrent writers into one fsync; wait at most 2 ms
+	// for company (bbolt's 10 ms default would be the latency of every
+	// accounting reply on a quiet server).
+	db.MaxBatchDelay = 2 * time.Millisecond
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(sessionsBucket)
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,10 +38,23 @@ CREATE INDEX IF NOT EXISTS nacd_sessions_serial ON nacd_sessions (serial);
 CREATE INDEX IF NOT EXISTS nacd_sessions_updated ON nacd_sessions (updated);
 `
 
+// pgMaxConns is the connection pool size unless the DSN sets
+// pool_max_conns.
+const pgMaxConns = 16
+
 // OpenPostgresSessions connects to dsn and creates the nacd_sessions table
 // when missing. Several nodes may share it.
 func OpenPostgresSessions(ctx context.Context, dsn string) (SessionStore, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("radius: session store %s: %w", redactDSN(dsn), err) // pgconn redacts the password itself
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// Accounting writes are short transactions from up to Workers
+		// goroutines: more than pgx's default of max(4, CPUs) connections.
+		pcfg.MaxConns = pgMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("radius: session store %s: %w", redactDSN(dsn), err) // pgconn redacts the password itself
 	}
