@@ -149,7 +149,11 @@ type radsec struct {
 	listeners map[net.Listener]struct{}
 	live      map[*radsecConn]struct{}
 	perClient map[string]int
-	closed    bool
+	// handshaking counts connections between accept and the end of their
+	// TLS handshake; they count against MaxConnections too, so a flood of
+	// unfinished handshakes cannot exceed it.
+	handshaking int
+	closed      bool
 }
 
 func newRadSec(s *Server, cfg *RadSecConfig, reg prometheus.Registerer) (*radsec, *tls.Config, error) {
@@ -323,18 +327,31 @@ func (r *radsec) handle(raw net.Conn) {
 	remote := addrPort(raw.RemoteAddr())
 	log := r.srv.logger.With(zap.Stringer("src", remote))
 
-	r.mu.Lock()
-	full := len(r.live) >= r.cfg.MaxConnections
-	r.mu.Unlock()
-	if full {
-		r.refuse(raw, RadSecLimit, log)
-		return
-	}
 	client := r.srv.snap.Load().clients.lookup(remote.Addr())
 	if client == nil || !client.RadSec {
 		r.refuse(raw, RadSecUnknownClient, log)
 		return
 	}
+	r.mu.Lock()
+	full := len(r.live)+r.handshaking >= r.cfg.MaxConnections
+	if !full {
+		r.handshaking++
+	}
+	r.mu.Unlock()
+	if full {
+		r.refuse(raw, RadSecLimit, log)
+		return
+	}
+	handshaking := true
+	doneHandshaking := func() {
+		if handshaking {
+			handshaking = false
+			r.mu.Lock()
+			r.handshaking--
+			r.mu.Unlock()
+		}
+	}
+	defer doneHandshaking()
 	log = log.With(zap.String("nas", client.Name))
 
 	tc := tls.Server(raw, &tls.Config{
@@ -385,6 +402,7 @@ func (r *radsec) handle(raw net.Conn) {
 		done:    make(chan struct{}),
 	}
 	c.setClient(client)
+	doneHandshaking()
 	r.mu.Lock()
 	switch {
 	case r.closed:

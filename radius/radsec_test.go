@@ -599,3 +599,23 @@ func TestReadFrameCauses(t *testing.T) {
 		t.Fatalf("valid frame: %v", err)
 	}
 }
+
+// TestRadSecHandshakesCountAgainstLimit: connections still in their TLS
+// handshake count against max_connections, so a flood of unfinished
+// handshakes cannot exceed it; the handshake timeout frees the slot.
+func TestRadSecHandshakesCountAgainstLimit(t *testing.T) {
+	e := newRadSecEnv(t, radsecOptions{cfg: RadSecConfig{MaxConnections: 1, HandshakeTimeout: 500 * time.Millisecond}, fake: &fakeFactory{msk: testMSK()}})
+	stalled := e.dialTCP(t, radsecNASIP) // never sends a ClientHello
+	waitFor(t, "the stalled handshake to take the slot", func() bool {
+		e.srv.radsec.mu.Lock()
+		defer e.srv.radsec.mu.Unlock()
+		return e.srv.radsec.handshaking == 1
+	})
+	if c, err := e.dialTLS(t, radsecNASIP, e.nas); err == nil {
+		assertClosed(t, c)
+	}
+	e.waitResult(t, RadSecLimit, 1)
+	assertClosed(t, stalled) // the handshake timeout ends it
+	e.waitResult(t, RadSecHandshakeFailed, 1)
+	e.mustConnect(t)
+}
