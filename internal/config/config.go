@@ -87,12 +87,16 @@ type Config struct {
 	Log    Log
 	// RadSec is RADIUS over TLS (RFC 6614); RadSec.Enabled false: off.
 	RadSec RadSec
+	// Accounting configures the session table accounting maintains.
+	Accounting Accounting
+	// DynAuth configures Disconnect/CoA requests to the NASes (RFC 5176).
+	DynAuth DynAuth
 }
 
 // Listen holds the listener addresses (host:port).
 type Listen struct {
 	RADIUSAuth string
-	RADIUSAcct string // reserved for accounting (a later issue): validated, not listened on
+	RADIUSAcct string // accounting (RFC 2866), UDP
 	Metrics    string
 	// RadSec is the RadSec TCP address; "" when RadSec is disabled.
 	RadSec string
@@ -128,6 +132,12 @@ type Client struct {
 	// certificate naming one of RadSecIdentities.
 	RadSec           bool
 	RadSecIdentities []string
+	// CoAPort is the NAS's Disconnect/CoA port (default 3799).
+	CoAPort int
+	// DynAuth is how nacd ends or moves a live session on this NAS:
+	// "disconnect" (default), "coa" (it can re-VLAN a live session) or
+	// "none".
+	DynAuth string
 }
 
 // TLS is the EAP-TLS server configuration.

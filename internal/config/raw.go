@@ -6,16 +6,18 @@ package config
 // pointers or strings ("" means "not set").
 
 type rawConfig struct {
-	DataDir      string      `yaml:"data_dir"`
-	Listen       rawListen   `yaml:"listen"`
-	Clients      []rawClient `yaml:"clients"`
-	Sites        []rawSite   `yaml:"sites"`
-	TLS          rawTLS      `yaml:"tls"`
-	TrustAnchors []rawAnchor `yaml:"trust_anchors"`
-	Policy       rawPolicy   `yaml:"policy"`
-	Limits       rawLimits   `yaml:"limits"`
-	Log          rawLog      `yaml:"log"`
-	RadSec       rawRadSec   `yaml:"radsec"`
+	DataDir      string        `yaml:"data_dir"`
+	Listen       rawListen     `yaml:"listen"`
+	Clients      []rawClient   `yaml:"clients"`
+	Sites        []rawSite     `yaml:"sites"`
+	TLS          rawTLS        `yaml:"tls"`
+	TrustAnchors []rawAnchor   `yaml:"trust_anchors"`
+	Policy       rawPolicy     `yaml:"policy"`
+	Limits       rawLimits     `yaml:"limits"`
+	Log          rawLog        `yaml:"log"`
+	RadSec       rawRadSec     `yaml:"radsec"`
+	Accounting   rawAccounting `yaml:"accounting"`
+	DynAuth      rawDynAuth    `yaml:"dynauth"`
 }
 
 type rawListen struct {
@@ -35,6 +37,8 @@ type rawClient struct {
 	RequireMessageAuthenticator *bool    `yaml:"require_message_authenticator"`
 	RadSec                      bool     `yaml:"radsec"`
 	RadSecIdentities            []string `yaml:"radsec_identities"`
+	CoAPort                     *int     `yaml:"coa_port"`
+	DynAuth                     string   `yaml:"dynauth"`
 }
 
 type rawSite struct {

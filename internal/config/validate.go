@@ -42,6 +42,7 @@ func build(raw *rawConfig, ps *problems) *Config {
 	anchorNames := buildAnchors(raw, cfg, ps)
 	buildPolicy(raw, cfg, ps, sitePaths, anchorNames)
 	buildRadSec(raw, cfg, ps)
+	buildAccounting(raw, cfg, ps)
 
 	cfg.Limits = Limits{
 		MaxConversations:    intField(ps, "limits.max_conversations", raw.Limits.MaxConversations, DefaultMaxConversations, 1, 1<<24),
