@@ -152,16 +152,17 @@ type radsec struct {
 	// handshaking counts connections between accept and the end of their
 	// TLS handshake; they count against MaxConnections too, so a flood of
 	// unfinished handshakes cannot exceed it.
-	handshaking int
+	handshaking map[net.Conn]struct{}
 	closed      bool
 }
 
 func newRadSec(s *Server, cfg *RadSecConfig, reg prometheus.Registerer) (*radsec, *tls.Config, error) {
 	r := &radsec{
-		srv:       s,
-		listeners: map[net.Listener]struct{}{},
-		live:      map[*radsecConn]struct{}{},
-		perClient: map[string]int{},
+		srv:         s,
+		listeners:   map[net.Listener]struct{}{},
+		live:        map[*radsecConn]struct{}{},
+		perClient:   map[string]int{},
+		handshaking: map[net.Conn]struct{}{},
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nacd_radius_radsec_connections",
 			Help: "RadSec (RADIUS over TLS) connections open and authenticated.",
@@ -295,6 +296,9 @@ func (r *radsec) close() {
 	for ln := range r.listeners {
 		ln.Close()
 	}
+	for c := range r.handshaking {
+		c.Close()
+	}
 	conns := make([]*radsecConn, 0, len(r.live))
 	for c := range r.live {
 		conns = append(conns, c)
@@ -333,11 +337,16 @@ func (r *radsec) handle(raw net.Conn) {
 		return
 	}
 	r.mu.Lock()
-	full := len(r.live)+r.handshaking >= r.cfg.MaxConnections
-	if !full {
-		r.handshaking++
+	full := len(r.live)+len(r.handshaking) >= r.cfg.MaxConnections
+	if !full && !r.closed {
+		r.handshaking[raw] = struct{}{}
 	}
+	closed := r.closed
 	r.mu.Unlock()
+	if closed {
+		raw.Close()
+		return
+	}
 	if full {
 		r.refuse(raw, RadSecLimit, log)
 		return
@@ -347,7 +356,7 @@ func (r *radsec) handle(raw net.Conn) {
 		if handshaking {
 			handshaking = false
 			r.mu.Lock()
-			r.handshaking--
+			delete(r.handshaking, raw)
 			r.mu.Unlock()
 		}
 	}

@@ -609,7 +609,7 @@ func TestRadSecHandshakesCountAgainstLimit(t *testing.T) {
 	waitFor(t, "the stalled handshake to take the slot", func() bool {
 		e.srv.radsec.mu.Lock()
 		defer e.srv.radsec.mu.Unlock()
-		return e.srv.radsec.handshaking == 1
+		return len(e.srv.radsec.handshaking) == 1
 	})
 	if c, err := e.dialTLS(t, radsecNASIP, e.nas); err == nil {
 		assertClosed(t, c)
@@ -618,4 +618,22 @@ func TestRadSecHandshakesCountAgainstLimit(t *testing.T) {
 	assertClosed(t, stalled) // the handshake timeout ends it
 	e.waitResult(t, RadSecHandshakeFailed, 1)
 	e.mustConnect(t)
+}
+
+// TestRadSecCloseEndsHandshakes: Server.Close ends connections that are
+// still in their TLS handshake, without waiting for the handshake timeout.
+func TestRadSecCloseEndsHandshakes(t *testing.T) {
+	e := newRadSecEnv(t, radsecOptions{cfg: RadSecConfig{HandshakeTimeout: time.Hour}, fake: &fakeFactory{msk: testMSK()}})
+	stalled := e.dialTCP(t, radsecNASIP)
+	waitFor(t, "the stalled handshake", func() bool {
+		e.srv.radsec.mu.Lock()
+		defer e.srv.radsec.mu.Unlock()
+		return len(e.srv.radsec.handshaking) == 1
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	assertClosed(t, stalled)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
 }
