@@ -173,3 +173,43 @@ func TestMessageAuthenticatorRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReply feeds arbitrary server replies to the reply checks: they must
+// never panic, and a reply that passes check must have a verified
+// Message-Authenticator or carry neither EAP nor Accept.
+func FuzzReply(f *testing.F) {
+	secret := []byte("s3cret")
+	reqAuth := bytes.Repeat([]byte{7}, 16)
+	seed := []byte{11, 1, 0, 44}
+	seed = append(seed, make([]byte, 16)...)
+	seed = append(seed, attrMessageAuthenticator, 18)
+	seed = append(seed, make([]byte, 16)...)
+	seed = append(seed, attrEAPMessage, 6, 1, 2, 0, 4)
+	f.Add(seed)
+	f.Add(append([]byte{2, 1, 0, 30}, append(make([]byte, 16), attrVendorSpecific, 10, 0, 0, 1, 55, 16, 4, 0x80, 0)...))
+	f.Fuzz(func(t *testing.T, resp []byte) {
+		if len(resp) < headerLen || len(resp) > maxPacket {
+			return
+		}
+		s := &settings{Config: Config{Secret: secret}}
+		w := &worker{s: s, col: newCollector(s)}
+		req := append([]byte{1, resp[1], 0, 20}, reqAuth...)
+		r, err := w.check(resp, req)
+		if err == nil && r == nil {
+			t.Fatal("nil reply without error")
+		}
+		attrs, err := parseAttrs(resp)
+		if err != nil {
+			return
+		}
+		for _, a := range attrs {
+			if a.typ == attrVendorSpecific {
+				sub, _ := microsoftSubAttrs(a.value)
+				for _, v := range sub {
+					_, _ = decryptMPPEKey(v, secret, reqAuth)
+				}
+			}
+			_ = tunnelValue(a.value)
+		}
+	})
+}
