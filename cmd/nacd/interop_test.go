@@ -730,6 +730,24 @@ func interopEdgeCases(t *testing.T, bin, eapolTest string) {
 				t.Errorf("access log reason %q, want eap-nak", got)
 			}
 		})
+		// A supplicant without a client certificate: rejected, with a
+		// reason, never accepted on the server certificate alone.
+		for vi, ver := range []string{"1.2", "1.3"} {
+			t.Run("tls"+ver+" no client certificate", func(t *testing.T) {
+				t.Parallel()
+				o := base
+				o.TLSVersion, o.ClientCert, o.ClientKey = ver, "", ""
+				mac := fmt.Sprintf("02-00-00-00-EE-1%d", vi)
+				o.MAC = strings.ReplaceAll(mac, "-", ":")
+				res := runEapolTest(t, eapolTest, o)
+				if !res.Rejected() {
+					t.Fatalf("want Access-Reject; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
+				}
+				if l := accessLogLineFor(t, n, mac); l.str("nacd.result") != "reject" || l.str("event.reason") == "" {
+					t.Errorf("access log: result %q reason %q, want reject with a reason", l.str("nacd.result"), l.str("event.reason"))
+				}
+			})
+		}
 		// Wrong shared secret: the Message-Authenticator does not verify,
 		// nacd drops silently (RFC 3579) and counts it.
 		t.Run("wrong shared secret", func(t *testing.T) {
