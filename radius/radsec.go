@@ -57,7 +57,7 @@ const (
 	DefaultRadSecHandshakeTimeout    = 10 * time.Second
 	DefaultRadSecReadTimeout         = 10 * time.Second
 	DefaultRadSecWriteTimeout        = 10 * time.Second
-	DefaultRadSecMaxPendingPerStream = 64
+	DefaultRadSecMaxPendingPerStream = 16
 )
 
 // Results of a RadSec connection attempt: the label values of
