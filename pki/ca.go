@@ -505,8 +505,12 @@ func (ca *CA) loadKeys() error {
 	if ca.inter, err = readOneCert(ca.paths.interCert); err != nil {
 		return err
 	}
-	if _, err := readCAKey(ca.paths.rootKey, pass); err != nil { // checked, never held
+	// The root key is only used by InitCA: it is not decrypted here (each
+	// decryption is 600k PBKDF2 rounds), only checked to be private.
+	if fi, err := os.Stat(ca.paths.rootKey); err != nil {
 		return err
+	} else if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is readable by group or others (mode %v): chmod 600", ca.paths.rootKey, fi.Mode().Perm())
 	}
 	if ca.signer, err = readCAKey(ca.paths.interKey, pass); err != nil {
 		return err
