@@ -82,7 +82,7 @@ func cmdEnrollInvite(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.DurationVar(&f.valid, "valid", pki.DefaultTokenValidity, "token lifetime (at most 720h)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (default "+config.DefaultDataDir+")")
 	fs.StringVar(&f.server, "server", DefaultPKIURL, "PKI HTTP API of the running nacd")
-	fs.StringVar(&f.caFile, "ca-file", "", "CA root to verify --server with (default DATA_DIR/root.crt)")
+	fs.StringVar(&f.caFile, "ca-file", "", "CA root to verify --server with (default DATA_DIR/ca/root.crt)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the invitation as JSON")
 	fs.StringVar(&f.smtp, "smtp", "", "SMTP server host:port; e-mail the invitation")
 	fs.StringVar(&f.smtpFrom, "smtp-from", "", "sender address of the invitation e-mail")
@@ -183,10 +183,7 @@ func printInvitation(w io.Writer, out pki.InviteResponse, f inviteFlags, caHint,
 func inviteViaAPI(ctx context.Context, f inviteFlags, inv pki.Invite) (pki.InviteResponse, string, error) {
 	caFile := f.caFile
 	if caFile == "" {
-		// TODO(issue 3a): an exported pki function for the root file of a
-		// data dir (CA.RootFile needs the CA open, which bbolt's lock
-		// forbids while nacd serve runs).
-		caFile = filepath.Join(f.dataDir, "ca", "root.crt")
+		caFile = pki.CARootFile(f.dataDir)
 	}
 	pool := x509.NewCertPool()
 	if pemData, err := os.ReadFile(caFile); err != nil {

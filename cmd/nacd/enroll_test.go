@@ -98,21 +98,21 @@ func startPKIServer(t *testing.T, dataDir string) *pkiServer {
 // enrolWith posts a fresh CSR with tok and returns the chain.
 func enrolWith(t *testing.T, dataDir, server, tok string) []*x509.Certificate {
 	t.Helper()
+	chain, _ := enrolWithKey(t, dataDir, server, tok)
+	return chain
+}
+
+// enrolWithKey is enrolWith that also returns the device key (PKCS#8 DER).
+func enrolWithKey(t *testing.T, dataDir, server, tok string) ([]*x509.Certificate, []byte) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.ReadFile(filepath.Join(dataDir, "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(root)
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: serverTLS(pool, server)}}
 	req, _ := http.NewRequest("POST", server+"/v1/enroll", bytes.NewReader(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})))
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := c.Do(req)
+	resp, err := pkiClient(t, dataDir, server).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,14 @@ func enrolWith(t *testing.T, dataDir, server, tok string) []*x509.Certificate {
 		}
 		chain = append(chain, cert)
 	}
-	return chain
+	if len(chain) < 2 {
+		t.Fatalf("chain of %d certificates", len(chain))
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chain, keyDER
 }
 
 func inviteJSON(t *testing.T, args ...string) (pki.InviteResponse, string) {

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/herts-council/nacd/internal/config"
+	"github.com/herts-council/nacd/internal/eapoltest"
+	"github.com/herts-council/nacd/internal/testtool"
+	"github.com/herts-council/nacd/pki"
+	"github.com/herts-council/nacd/radius"
+	"github.com/herts-council/nacd/radius/eaptls"
+)
+
+// lifecycleStores are the CA stores the lifecycle runs on; PostgreSQL needs
+// NACD_TEST_POSTGRES_DSN (a role that may CREATE DATABASE): skipped
+// locally without it, failed in CI.
+var lifecycleStores = []string{"bbolt", "postgres"}
+
+// TestEnrolmentLifecycleEAPOLTest is issue 3's lifecycle, in one process
+// (the CA, the PKI HTTPS API and the RADIUS server wired as nacd does):
+// `nacd enroll invite` -> the device enrols with a CSR over HTTPS ->
+// eapol_test is accepted on the VLAN of its facts -> revoked through the
+// admin API -> the next eapol_test is rejected with reason "revoked",
+// with no restart.
+func TestEnrolmentLifecycleEAPOLTest(t *testing.T) {
+	bin := eapoltest.Require(t)
+	for _, store := range lifecycleStores {
+		t.Run(store, func(t *testing.T) { testLifecycle(t, bin, store) })
+	}
+}
+
+func lifecycleDSN(t *testing.T, store string) string {
+	t.Helper()
+	if store == "bbolt" {
+		return ""
+	}
+	dsn := os.Getenv("NACD_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		msg := "NACD_TEST_POSTGRES_DSN is not set: no PostgreSQL server for the shared-store lifecycle"
+		if testtool.Required() {
+			t.Fatalf("REQUIRED SERVER MISSING: %s", msg)
+		}
+		t.Skipf("\n*** SKIPPED: %s\n*** (in CI, %s=1 turns this skip into a failure)", msg, testtool.RequireEnv)
+	}
+	return freshDatabase(t, dsn)
+}
+
+// freshDatabase creates a database for the test (dropped at the end) and
+// returns its DSN.
+func freshDatabase(t *testing.T, dsn string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect NACD_TEST_POSTGRES_DSN: %v", err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "nacd_lifecycle_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func testLifecycle(t *testing.T, bin, store string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+
+	// The CA and its PKI HTTPS API (with the admin token file).
+	ca, err := pki.OpenCA(ctx, pki.CAConfig{DataDir: dir, Store: lifecycleDSN(t, store)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	pkiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkiURL := "https://" + pkiLn.Addr().String()
+	enr, err := pki.NewEnroller(pki.EnrollConfig{Issuer: ca, Tokens: ca.Tokens(), BaseURL: pkiURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := pki.NewAPI(pki.APIConfig{CA: ca, Enroller: enr, AdminTokenFile: filepath.Join(dir, pki.AdminTokenFileName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.ServerCertificate(ctx, []string{pki.BootstrapServerName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiDone := make(chan struct{})
+	go func() { _ = api.Serve(ctx, pkiLn, serverCert); close(apiDone) }()
+	defer func() { cancel(); <-apiDone }()
+
+	// The RADIUS server: the built-in configuration's clients and policy,
+	// the CA as the only trust anchor (revocations from its store).
+	secret, _, err := config.EnsureSecretFile(config.SecretPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Builtin(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := pki.NewTrustStore([]pki.AnchorConfig{ca.Anchor()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, accessLogs := observer.New(zapcore.InfoLevel)
+	rs, err := radius.NewServer(radius.Config{
+		Clients:    radiusClients(cfg.Clients),
+		EAPTLS:     &eaptls.Config{Certificates: []tls.Certificate{serverCert}},
+		Verifier:   trust,
+		Policy:     cfg.Policy,
+		Logger:     zap.NewNop(),
+		AccessLog:  zap.New(core),
+		Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = rs.Serve(conn) }()
+	defer rs.Close()
+
+	personas := []struct {
+		name              string
+		args              []string
+		vlan              int // Wallfields: il3 310, general 110
+		revokeBy, revokeV string
+	}{
+		{name: "council laptop cleared for il3", args: []string{"--email", "officer@herts.example", "--role", "staff", "--ownership", "council-managed", "--il3", "--device-name", "officer-laptop"},
+			vlan: 310, revokeBy: "device"},
+		{name: "councillor's own phone", args: []string{"--email", "cllr.smith@herts.example", "--role", "member", "--ownership", "personal", "--device-name", "smith-phone"},
+			vlan: 110, revokeBy: "holder", revokeV: "cllr.smith@herts.example"},
+	}
+	for _, p := range personas {
+		t.Run(p.name, func(t *testing.T) {
+			// invite (the CLI, through the running API with the admin token)
+			inv, _ := inviteJSON(t, append([]string{"--data-dir", dir, "--server", pkiURL}, p.args...)...)
+			// enrol: a CSR over HTTPS with the token
+			chain, key := enrolWithKey(t, dir, pkiURL, inv.Token)
+			devDir := t.TempDir()
+			chainFile := filepath.Join(devDir, "device-chain.pem")
+			keyFile := filepath.Join(devDir, "device.key")
+			writePEM(t, chainFile, "CERTIFICATE", chain[0].Raw, chain[1].Raw)
+			writePEM(t, keyFile, "PRIVATE KEY", key)
+			eapol := func() *eapoltest.Result {
+				t.Helper()
+				res, err := eapoltest.Run(ctx, eapoltest.Options{Binary: bin, Server: conn.LocalAddr().String(), Secret: secret,
+					CACert: pki.CARootFile(dir), ClientCert: chainFile, ClientKey: keyFile, Timeout: 20 * time.Second})
+				if err != nil {
+					t.Fatalf("eapol_test: %v", err)
+				}
+				return res
+			}
+			// accepted on the right VLAN
+			res := eapol()
+			if !res.Success || res.Accept == nil {
+				t.Fatalf("enrolled device not accepted: %s timed out %v\n%s", res.Code, res.TimedOut, res.Raw)
+			}
+			if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(p.vlan) {
+				t.Fatalf("VLAN %q, want %d\naccess log: %v", got, p.vlan, lastAccess(accessLogs))
+			}
+			// revoke through the admin API
+			target := p.revokeV
+			if p.revokeBy == "device" {
+				target = inv.DeviceUUID
+			}
+			body, _ := json.Marshal(map[string]string{p.revokeBy: target, "reason": "keyCompromise"})
+			if code, out := adminPost(t, dir, pkiURL, "/v1/admin/revoke", body); code != 200 || !strings.Contains(out, chain[0].SerialNumber.Text(16)) {
+				t.Fatalf("revoke: %d %s", code, out)
+			}
+			// rejected at once, reason revoked, same server process
+			res = eapol()
+			if !res.Rejected() {
+				t.Fatalf("revoked device not rejected: %s\n%s", res.Code, res.Raw)
+			}
+			last := lastAccess(accessLogs)
+			if last["event.reason"] != "revoked" || last["nacd.cert_status"] != "revoked" || last["device.id"] != inv.DeviceUUID {
+				t.Fatalf("access log of the reject: %v", last)
+			}
+		})
+	}
+}
+
+func lastAccess(logs *observer.ObservedLogs) map[string]any {
+	all := logs.All()
+	if len(all) == 0 {
+		return nil
+	}
+	return all[len(all)-1].ContextMap()
+}
+
+func writePEM(t *testing.T, path, typ string, ders ...[]byte) {
+	t.Helper()
+	var b []byte
+	for _, d := range ders {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: d})...)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// adminPost calls the admin API with the data dir's admin token.
+func adminPost(t *testing.T, dataDir, server, path string, body []byte) (int, string) {
+	t.Helper()
+	tok, err := pki.ReadAdminToken(filepath.Join(dataDir, pki.AdminTokenFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", server+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := pkiClient(t, dataDir, server).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func pkiClient(t *testing.T, dataDir, server string) *http.Client {
+	t.Helper()
+	root, err := os.ReadFile(pki.CARootFile(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(root)
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: serverTLS(pool, server)}}
+}
