@@ -439,3 +439,34 @@ func TestKillDuringIssuance(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkIssue is issuance per second (sign + step's record + nacd's
+// inventory record), sequential and parallel, per store.
+func BenchmarkIssue(b *testing.B) {
+	for _, kind := range ctStoreKinds {
+		b.Run(kind, func(b *testing.B) {
+			ca := ctOpen(b, kind)
+			csr := ctCSR(b, nil, nil)
+			f := ctStaffFacts("bench@eastherts.gov.uk")
+			b.Run("sequential", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if _, err := ca.Issue(context.Background(), csr, f, "bench"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "certs/s")
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := ca.Issue(context.Background(), csr, f, "bench"); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "certs/s")
+			})
+		})
+	}
+}
