@@ -85,6 +85,11 @@ type APIConfig struct {
 //	POST /ocsp, GET /ocsp/{b64}  RFC 6960 OCSP
 //	GET  /ca.crt                 the root certificate (PEM)
 //
+// Serve it with ServeSplit (one port: TLS gets everything, plain HTTP only
+// /crl, /ocsp and /ca.crt, so certificates can name http://<listen>/crl as
+// their CRL Distribution Point), or Serve (TLS) plus ServePublic (plain
+// HTTP) on two listeners.
+//
 // Errors are JSON {"error": code, "reason": text}. Enrolment: an unknown,
 // malformed or missing token and an expired token are 401
 // (token_invalid, token_expired); a used token is 409 (token_used); a bad
