@@ -1,10 +1,12 @@
 package pki
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -395,5 +397,95 @@ func TestEnrollPageDoesNotConsume(t *testing.T) {
 	csr, _ := newCSR(t, nil, nil)
 	if r := e.do(nil, "POST", "/v1/enroll", inv.Token, "", csr); r.code != 201 {
 		t.Fatalf("token unusable after viewing the page: %d %s", r.code, r.body)
+	}
+}
+
+// TestEnrollOneTokenTwoNodes: two nacd nodes (same CA keys, one PostgreSQL
+// store) each get 10 concurrent enrolments with the same token: exactly
+// one succeeds across both.
+func TestEnrollOneTokenTwoNodes(t *testing.T) {
+	dsn := ctStore(t, "postgres")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	open := func(dir string) backend {
+		ca, err := OpenCA(context.Background(), CAConfig{DataDir: dir, Store: dsn})
+		if err != nil {
+			t.Fatalf("OpenCA %s: %v", dir, err)
+		}
+		t.Cleanup(func() { _ = ca.Close() })
+		certFile, keyFile, err := ca.ServerCertificate(context.Background(), []string{"localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return backend{auth: ca, tokens: ca.Tokens(), serverCert: cert, count: func() int {
+			recs, err := ca.List(context.Background(), ListFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, r := range recs {
+				if r.Kind == KindDevice {
+					n++
+				}
+			}
+			return n
+		}}
+	}
+	a := open(dirA)
+	// Node B: the same CA keys and certificates, its own data dir.
+	if err := os.MkdirAll(CADir(dirB), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"root.crt", "root.key", "intermediate.crt", "intermediate.key"} {
+		data, err := os.ReadFile(filepath.Join(CADir(dirA), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(CADir(dirB), f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := open(dirB)
+	envA, envB := newAPIEnv(t, a), newAPIEnv(t, b)
+	inv := envA.invite()
+	before := a.count()
+	const perNode = 10
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		codes = map[int]int{}
+	)
+	start := make(chan struct{})
+	for _, e := range []*apiEnv{envA, envB} {
+		for range perNode {
+			csr, _ := newCSR(t, nil, nil)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				req, _ := http.NewRequest("POST", e.url+"/v1/enroll", strings.NewReader(string(csr)))
+				req.Header.Set("Authorization", "Bearer "+inv.Token)
+				resp, err := e.client(nil).Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				mu.Lock()
+				codes[resp.StatusCode]++
+				mu.Unlock()
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	if codes[http.StatusCreated] != 1 || codes[http.StatusConflict] != 2*perNode-1 {
+		t.Fatalf("status codes %v: want exactly one 201 and %d 409 across the two nodes", codes, 2*perNode-1)
+	}
+	if got := a.count(); got != before+1 {
+		t.Fatalf("shared inventory %d -> %d, want +1", before, got)
 	}
 }
