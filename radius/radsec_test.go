@@ -617,6 +617,11 @@ func TestRadSecHandshakesCountAgainstLimit(t *testing.T) {
 	e.waitResult(t, RadSecLimit, 1)
 	assertClosed(t, stalled) // the handshake timeout ends it
 	e.waitResult(t, RadSecHandshakeFailed, 1)
+	waitFor(t, "the slot to be freed", func() bool {
+		e.srv.radsec.mu.Lock()
+		defer e.srv.radsec.mu.Unlock()
+		return len(e.srv.radsec.handshaking) == 0
+	})
 	e.mustConnect(t)
 }
 
