@@ -493,6 +493,25 @@ func (e *Enroller) Sweep(ctx context.Context, keep time.Duration) (int, error) {
 	return len(dead), nil
 }
 
+// SweepEvery runs Sweep(keep) every interval until ctx ends (for nacd
+// serve: e.g. hourly, keeping dead tokens 7 days for the audit trail).
+func (e *Enroller) SweepEvery(ctx context.Context, interval, keep time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := e.Sweep(ctx, keep); err != nil {
+				e.log.Warn("token sweep failed", zap.Error(err))
+			} else if n > 0 {
+				e.log.Info("expired enrolment tokens deleted", zap.Int("tokens", n))
+			}
+		}
+	}
+}
+
 func hexSerial(c *x509.Certificate) string {
 	if c == nil || c.SerialNumber == nil {
 		return ""
