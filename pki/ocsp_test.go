@@ -329,3 +329,22 @@ func FuzzOCSPRespond(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkOCSPRespond(b *testing.B) {
+	be, _ := caBackend(b, "bbolt")
+	o := &OCSPResponder{Issuer: be.auth.Intermediate(), Signer: be.auth.Signer(), Source: be.auth}
+	csr, _ := newCSR(b, nil, nil)
+	c, _ := ParseCSR(csr)
+	chain, err := be.auth.Issue(context.Background(), c, Facts{Email: "a@herts.example", Role: "staff", Ownership: "personal"}, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, _ := ocsp.CreateRequest(chain[0], chain[1], nil)
+	req = addNonce(b, req, []byte{0x04, 0x08, 1, 2, 3, 4, 5, 6, 7, 8})
+	ctx := context.Background()
+	for b.Loop() {
+		if _, res := o.Respond(ctx, req); res != OCSPGood {
+			b.Fatal(res)
+		}
+	}
+}
