@@ -53,7 +53,8 @@ func (ca *CA) Issue(ctx context.Context, csr *x509.CertificateRequest, f Facts, 
 // (cur must be issued by this CA, in the inventory, unexpired and not
 // revoked) for csr's key (which may be cur's key or a new one). The old
 // certificate stays valid until it expires (revoke it with reason
-// superseded if wanted). The new record's RenewedFrom is cur's serial.
+// superseded if wanted). The new certificate has cur's lifetime, starting
+// now; the new record's RenewedFrom is cur's serial.
 func (ca *CA) Renew(ctx context.Context, cur *x509.Certificate, csr *x509.CertificateRequest, by string) ([]*x509.Certificate, error) {
 	if ca.closed.Load() {
 		return nil, ErrClosed
@@ -82,8 +83,13 @@ func (ca *CA) Renew(ctx context.Context, cur *x509.Certificate, csr *x509.Certif
 	if now.After(cur.NotAfter) || now.Before(cur.NotBefore) {
 		return nil, fmt.Errorf("pki: renew %s: certificate not valid now (%s..%s)", serial, cur.NotBefore, cur.NotAfter)
 	}
+	// Same facts, same lifetime as the certificate renewed.
 	f := Facts{Email: rec.Email, DeviceUUID: rec.DeviceUUID, DeviceName: rec.DeviceName,
-		Ownership: rec.Ownership, Role: rec.Role, ClearanceIL3: rec.ClearanceIL3}
+		Ownership: rec.Ownership, Role: rec.Role, ClearanceIL3: rec.ClearanceIL3,
+		Validity: cur.NotAfter.Sub(cur.NotBefore) - time.Minute}
+	if f.Validity <= 0 || f.Validity > ca.maxLife {
+		f.Validity = 0
+	}
 	if f, err = f.normalise(); err != nil {
 		return nil, err
 	}
@@ -126,7 +132,7 @@ func (ca *CA) issue(ctx context.Context, csr *x509.CertificateRequest, f Facts, 
 		Serial: serialHex(leaf.SerialNumber), Email: f.Email, DeviceUUID: f.DeviceUUID, DeviceName: f.DeviceName,
 		Kind: KindDevice, Ownership: f.Ownership, Role: f.Role, ClearanceIL3: f.ClearanceIL3,
 		NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(), Status: StatusValid,
-		IssuedAt: now.UTC(), IssuedBy: by, RenewedFrom: renewedFrom, Certificate: leaf.Raw,
+		IssuedAt: time.Now().UTC(), IssuedBy: by, RenewedFrom: renewedFrom, Certificate: leaf.Raw,
 	}
 	// The record is committed before anyone sees the chain.
 	if err := ca.be.putRecord(ctx, rec); err != nil {
