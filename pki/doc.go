@@ -28,6 +28,26 @@
 // non-ok Status), and must never report revocation as checked when it was
 // not.
 //
-// The full CA lifecycle (issuance, renewal, revocation, OCSP) is a later
-// issue; Bootstrap only creates a throwaway local CA for the default setup.
+// The CA (ca.go, profile.go, inventory*.go, revocation.go, crlpublish.go,
+// store*.go) is smallstep's embedded authority (authority.NewEmbedded) over
+// a store that is bbolt in the data dir or a shared PostgreSQL, with nacd's
+// own inventory (holder, device, facts, status, revocation) in the same
+// backend. It issues device certificates in the design section 3 profile
+// from Facts (never from the CSR), revokes by serial, device or holder,
+// publishes a CRL signed by the intermediate, and keeps a RevocationSet in
+// memory that the TrustStore consults for the CA's anchor
+// (AnchorConfig.Revocations): a revocation rejects the next authentication
+// on this node at once and on other nodes of the same PostgreSQL within
+// RevocationPoll. Traps of the library are handled where they bite:
+// validity is always set by nacd's profile modifier (an unset one gives an
+// expired certificate), the provisioner is checked loaded and carries the
+// lifetime claims, authority.Revoke is called with the certificate (never
+// by serial alone), Close calls Shutdown, and CRL numbering across nodes is
+// serialised by a PostgreSQL row lock. Bootstrap (the throwaway CA of the
+// foundation) stays for configurations that do not open the CA;
+// CA.Bootstrap is its replacement.
+//
+// The CA must never issue a certificate it has not recorded (the record is
+// committed before the chain is returned) and never take a device's facts
+// from its CSR.
 package pki

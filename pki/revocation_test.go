@@ -454,3 +454,61 @@ func BenchmarkRevocationCheck100k(b *testing.B) {
 		}
 	})
 }
+
+func TestCAMetrics(t *testing.T) {
+	ca := ctOpen(t, "bbolt")
+	ctx := context.Background()
+	f := ctStaffFacts("m@eastherts.gov.uk")
+	chain, err := ca.Issue(ctx, ctCSR(t, nil, nil), f, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ca.ServerCertificate(ctx, []string{"nacd.local"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Revoke(ctx, chain[0].SerialNumber.Text(16), ReasonKeyCompromise, "test"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		`nacd_pki_certificates_issued_total{ownership="council-managed",role="staff"}`: 1,
+		`nacd_pki_certificates_revoked_total{reason="keyCompromise"}`:                  1,
+		`nacd_pki_crl_number`:                                                          float64(ca.CRLNumber()),
+		`nacd_pki_revocation_set_entries`:                                              1,
+		`nacd_pki_ca_expiry_timestamp_seconds{ca="root"}`:                              float64(ca.Root().NotAfter.Unix()),
+		`nacd_pki_ca_expiry_timestamp_seconds{ca="intermediate"}`:                      float64(ca.Intermediate().NotAfter.Unix()),
+	}
+	mfs, err := ca.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				got[name] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				got[name] = m.Gauge.GetValue()
+			}
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if s, ok := got[`nacd_pki_ca_expiry_timestamp_seconds{ca="server"}`]; !ok || s < float64(time.Now().Unix()) {
+		t.Errorf("server expiry %v %t", s, ok)
+	}
+	if ca.CRLNumber() < 2 {
+		t.Errorf("CRL number %d after a revocation", ca.CRLNumber())
+	}
+}
