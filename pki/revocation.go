@@ -245,8 +245,14 @@ type RevocationSet struct {
 	issuers  [][]byte // RawSubjectPublicKeyInfo of the CA's root and intermediate
 	subjects [][]byte // their RawSubject
 	lastSync atomic.Int64
+	lastFull time.Time // last full resync (poll's goroutine only)
 	maxAge   time.Duration
 }
+
+// revocationResyncEvery: the poller reloads every revocation this often,
+// whatever the sequence says (a belt for a revocation whose transaction
+// committed far behind a later one).
+const revocationResyncEvery = 5 * time.Minute
 
 // revocationStaleAfter: the set counts as stale (il3 fails closed) when the
 // store could not be read for this many poll intervals (at least 15 s).
@@ -354,6 +360,10 @@ func (s *RevocationSet) resync(ctx context.Context, be storeBackend) error {
 
 // poll picks up revocations made since the last poll (by any node).
 func (s *RevocationSet) poll(ctx context.Context, be storeBackend, now time.Time) error {
+	if now.Sub(s.lastFull) > revocationResyncEvery {
+		s.lastFull = now
+		return s.resync(ctx, be)
+	}
 	s.mu.RLock()
 	after := s.applied
 	s.mu.RUnlock()

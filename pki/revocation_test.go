@@ -512,3 +512,32 @@ func TestCAMetrics(t *testing.T) {
 		t.Errorf("CRL number %d after a revocation", ca.CRLNumber())
 	}
 }
+
+// TestRevokeCompletesAfterInterruption: a revocation interrupted after
+// step's DB recorded it (nacd's inventory not yet) completes when repeated.
+func TestRevokeCompletesAfterInterruption(t *testing.T) {
+	ca := ctOpen(t, "bbolt")
+	ctx := context.Background()
+	chain, err := ca.Issue(ctx, ctCSR(t, nil, nil), ctStaffFacts("a@eastherts.gov.uk"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.stepRevoke(ctx, chain[0], ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if revoked, err := ca.auth.IsRevoked(chain[0].SerialNumber.String()); err != nil || !revoked {
+		t.Fatalf("step does not see the revocation: %t %v", revoked, err)
+	}
+	if err := ca.Revoke(ctx, chain[0].SerialNumber.Text(16), ReasonKeyCompromise, "test"); err != nil {
+		t.Fatalf("repeated revocation: %v", err)
+	}
+	if rec, err := ca.Status(ctx, chain[0].SerialNumber); err != nil || rec.Status != StatusRevoked || !ca.RevocationSet().Contains(chain[0].SerialNumber) {
+		t.Fatalf("after repeat: %+v %v", rec, err)
+	}
+	if err := ca.Revoke(ctx, "zz-not-hex", ReasonKeyCompromise, "test"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bad serial: %v", err)
+	}
+	if err := ca.Revoke(ctx, "0123abcd", ReasonKeyCompromise, "test"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown serial: %v", err)
+	}
+}

@@ -210,7 +210,7 @@ func (p *pgBackend) revoke(ctx context.Context, serial string, at time.Time, rea
 // pgRevocationOverlap: a poll re-reads this many sequence numbers below
 // the last one seen, so a revocation whose transaction committed after a
 // higher-numbered one is not missed.
-const pgRevocationOverlap = 1000
+const pgRevocationOverlap = 100
 
 func (p *pgBackend) revocationsAfter(ctx context.Context, after int64) ([]revEntry, int64, error) {
 	from := after - pgRevocationOverlap
