@@ -472,10 +472,10 @@ func TestCAMetrics(t *testing.T) {
 	want := map[string]float64{
 		`nacd_pki_certificates_issued_total{ownership="council-managed",role="staff"}`: 1,
 		`nacd_pki_certificates_revoked_total{reason="keyCompromise"}`:                  1,
-		`nacd_pki_crl_number`:                                                          float64(ca.CRLNumber()),
-		`nacd_pki_revocation_set_entries`:                                              1,
-		`nacd_pki_ca_expiry_timestamp_seconds{ca="root"}`:                              float64(ca.Root().NotAfter.Unix()),
-		`nacd_pki_ca_expiry_timestamp_seconds{ca="intermediate"}`:                      float64(ca.Intermediate().NotAfter.Unix()),
+		`nacd_pki_crl_number`:                                     float64(ca.CRLNumber()),
+		`nacd_pki_revocation_set_entries`:                         1,
+		`nacd_pki_ca_expiry_timestamp_seconds{ca="root"}`:         float64(ca.Root().NotAfter.Unix()),
+		`nacd_pki_ca_expiry_timestamp_seconds{ca="intermediate"}`: float64(ca.Intermediate().NotAfter.Unix()),
 	}
 	mfs, err := ca.reg.Gather()
 	if err != nil {
