@@ -324,8 +324,12 @@ func TestRadSecProxyMode(t *testing.T) {
 	}
 	// The home server logged the login from its RadSec client (named
 	// "loopback"; the UDP client is "localhost").
-	if !strings.Contains(home.Log(), "from client loopback") {
-		t.Errorf("home server did not see the request over RadSec:\n%s", tail(home.Log(), 20))
+	// The log line may trail the reply a little: wait for it (bounded).
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(home.Log(), "from client loopback"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("home server did not log the request from its RadSec client:\n%s", tail(home.Log(), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
