@@ -44,7 +44,8 @@ func printSummary(w io.Writer, l *loaded) {
 	fmt.Fprintf(w, "ok: %s\n", cfg.Source)
 	row := func(k, format string, args ...any) { fmt.Fprintf(w, "  %-14s %s\n", k, fmt.Sprintf(format, args...)) }
 	row("data_dir", "%s", cfg.DataDir)
-	row("listen", "radius_auth %s, metrics %s (radius_acct %s: reserved)", cfg.Listen.RADIUSAuth, cfg.Listen.Metrics, cfg.Listen.RADIUSAcct)
+	row("listen", "radius_auth %s, radius_acct %s, metrics %s", cfg.Listen.RADIUSAuth, cfg.Listen.RADIUSAcct, cfg.Listen.Metrics)
+	row("sessions", "store %s, idle timeout %s", cfg.Accounting.StoreName(), cfg.Accounting.SessionIdleTimeout)
 	for i, c := range cfg.Clients {
 		nets := make([]string, len(c.Networks))
 		for j, n := range c.Networks {

@@ -76,6 +76,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return cmdPolicyExplain(args[2:], stdout, stderr)
 	case "loadtest":
 		return runLoadtest(args[1:], stdout, stderr)
+	case "sessions":
+		return runSessions(args[1:], stdout, stderr)
 	case "ca":
 		return runCA(args[1:], stdout, stderr)
 	case "enroll":

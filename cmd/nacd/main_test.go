@@ -85,6 +85,7 @@ func newTestSetup(t *testing.T) *testSetup {
 	cfg := fmt.Sprintf(`data_dir: %q
 listen:
   radius_auth: 127.0.0.1:0
+  radius_acct: 127.0.0.1:0
   metrics: 127.0.0.1:0
 clients:
   - name: loopback
@@ -196,7 +197,7 @@ func TestConfigCheck(t *testing.T) {
 			name:   "every problem listed with its line",
 			config: strings.Replace(strings.Replace(string(base), "networks: [127.0.0.1]", "networks: [10.0.0.300]", 1), "site: Wallfields\n", "site: Wallfeilds\n", 1),
 			code:   exitFailure,
-			stderr: []string{"2 problem(s)", `config: line 7: clients[0].networks[0]: "10.0.0.300" is not an IP or CIDR`, `config: line 9: clients[0].site: unknown site "Wallfeilds"`},
+			stderr: []string{"2 problem(s)", `config: line 8: clients[0].networks[0]: "10.0.0.300" is not an IP or CIDR`, `config: line 10: clients[0].site: unknown site "Wallfeilds"`},
 		},
 		{
 			name:   "rule putting a personal device on il3",

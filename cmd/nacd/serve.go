@@ -35,6 +35,7 @@ const shutdownTimeout = 5 * time.Second
 // addresses of ":0" listeners).
 type readyInfo struct {
 	RADIUSAuth string
+	RADIUSAcct string
 	Metrics    string
 }
 
@@ -103,6 +104,12 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}
 	defer accessCloser.Close()
 
+	acct, err := openAccounting(runCtx, cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer acct.close()
+
 	rs, err := radius.NewServer(radius.Config{
 		Clients: radiusClients(cfg.Clients),
 		EAPTLS: &eaptls.Config{
@@ -114,6 +121,7 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		},
 		Verifier:            store,
 		Policy:              cfg.Policy,
+		Sessions:            acct.table,
 		MaxConversations:    cfg.Limits.MaxConversations,
 		ConversationTimeout: cfg.Limits.ConversationTimeout,
 		DuplicateWindow:     cfg.Limits.DuplicateWindow,
@@ -138,9 +146,16 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	acct.routes(mux)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(logger.Named("metrics"))}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if err := acct.start(runCtx, cfg, rs, accessLog, reg, errc); err != nil {
+		conn.Close()
+		ln.Close()
+		rs.Close()
+		return err
+	}
 	go func() {
 		if err := rs.Serve(conn); err != nil && !errors.Is(err, radius.ErrServerClosed) {
 			errc <- fmt.Errorf("radius: %w", err)
@@ -152,9 +167,11 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		}
 	}()
 
-	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), Metrics: ln.Addr().String()}
+	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String()}
 	logger.Info("ready",
 		zap.String("radius_auth", info.RADIUSAuth),
+		zap.String("radius_acct", info.RADIUSAcct),
+		zap.String("sessions", cfg.Accounting.StoreName()),
 		zap.String("metrics", "http://"+info.Metrics+"/metrics"),
 		zap.String("config", cfg.Source),
 		zap.String("data_dir", cfg.DataDir),
@@ -197,6 +214,8 @@ func radiusClients(cs []config.Client) []radius.Client {
 			Secret:                      []byte(c.Secret),
 			Site:                        c.Site,
 			RequireMessageAuthenticator: c.RequireMessageAuthenticator,
+			CoAPort:                     c.CoAPort,
+			DynAuth:                     radius.DynAuthMode(c.DynAuth),
 		}
 	}
 	return out
