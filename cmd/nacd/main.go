@@ -102,6 +102,7 @@ func usage(w io.Writer) {
   nacd policy explain --cert FILE [--chain FILE] --site SITE [--ssid S] [--config FILE] [--json]
                                                        show the decision for a certificate
   nacd loadtest --server HOST:PORT ...                 lab load generator (nacd loadtest -h)
+  nacd sessions list|disconnect ...                   live sessions (asks the running daemon)
   nacd version                                         print the version
 
 Without --config, nacd reads `+DefaultConfigPath+`, or runs the built-in
