@@ -46,6 +46,9 @@ type options struct {
 	logger *zap.Logger
 	reg    prometheus.Registerer
 	client *http.Client
+
+	chainCache    int // verified-chain cache entries (WithChainCacheSize)
+	chainCacheSet bool
 }
 
 // WithLogger sets the logger (default: no-op).
@@ -75,6 +78,7 @@ type TrustStore struct {
 // storeState is an immutable set of anchors, swapped whole by Reload.
 type storeState struct {
 	anchors []*anchor
+	chains  *chainCache // verified chains of these anchors (nil: off)
 }
 
 // anchor is one parsed trust anchor. Everything but crls is immutable.
@@ -161,7 +165,11 @@ func (ts *TrustStore) build(ctx context.Context, cfgs []AnchorConfig, old *store
 	if len(cfgs) == 0 {
 		return nil, errors.New("pki: no trust anchors configured")
 	}
-	st := &storeState{}
+	size := DefaultChainCacheSize
+	if ts.opts.chainCacheSet {
+		size = ts.opts.chainCache
+	}
+	st := &storeState{chains: newChainCache(size)}
 	seen := map[string]bool{}
 	now := time.Now()
 	for _, cfg := range cfgs {

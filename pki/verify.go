@@ -38,6 +38,10 @@ import (
 //     (Checked false, Stale false: policy refuses il3, may allow general).
 //     With StaleFailClosed, Stale gives CertRevocationStale.
 //
+// The signature work of x509.Verify is cached per presented chain (see
+// chainCache and WithChainCacheSize): a hit gives exactly what x509.Verify
+// would at now; EKU, validity and revocation are still checked every time.
+//
 // Attribute fields come from policy.IdentityFromCertificate with the
 // anchor's OIDs; when no anchor verified the chain, no OID mapping applies
 // (personal, role unknown) and Anchor is empty.
@@ -75,6 +79,18 @@ func hasNil(certs []*x509.Certificate) bool {
 
 func (ts *TrustStore) verify(chain []*x509.Certificate, now time.Time) policy.Identity {
 	leaf := chain[0]
+	st := ts.state.Load()
+	cache := st.chains
+	if cache != nil && !allRaw(chain) {
+		cache = nil // a hand-built certificate has no DER to key on
+	}
+	var key [32]byte
+	if cache != nil {
+		key = chainKey(chain)
+		if e, ok := cache.get(key, now); ok {
+			return st.anchors[e.anchor].identity(leaf, e.chains, now)
+		}
+	}
 	var peer *x509.CertPool
 	if len(chain) > 1 {
 		peer = x509.NewCertPool()
@@ -82,8 +98,13 @@ func (ts *TrustStore) verify(chain []*x509.Certificate, now time.Time) policy.Id
 			peer.AddCert(c)
 		}
 	}
+	// lo..hi: where no candidate certificate's validity differs from now's.
+	lo, hi := validityWindow(time.Time{}, maxTime, now, chain)
 	status := policy.CertUntrusted
-	for _, a := range ts.state.Load().anchors {
+	for i, a := range st.anchors {
+		if cache != nil {
+			lo, hi = validityWindow(lo, hi, now, a.cas)
+		}
 		inter := peer
 		switch {
 		case a.inter != nil && peer != nil:
@@ -106,14 +127,35 @@ func (ts *TrustStore) verify(chain []*x509.Certificate, now time.Time) policy.Id
 			}
 			continue
 		}
-		id := policy.IdentityFromCertificate(leaf, a.cfg.OIDs)
-		id.Anchor = a.cfg.Name
-		id.AnchorIL3 = a.cfg.IL3
-		id.Status, id.Revocation = a.check(chains, now)
-		return id
+		if cache != nil && !hi.Before(lo) {
+			cache.put(&chainEntry{key: key, anchor: i, chains: chains, lo: lo, hi: hi})
+		}
+		return a.identity(leaf, chains, now)
 	}
 	id := policy.IdentityFromCertificate(leaf, policy.OIDs{})
 	id.Status = status
+	return id
+}
+
+// maxTime is later than any certificate's NotAfter.
+var maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+func allRaw(certs []*x509.Certificate) bool {
+	for _, c := range certs {
+		if len(c.Raw) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// identity is the identity of leaf verified by a into chains (x509.Verify's
+// result), with EKU and revocation checked at now.
+func (a *anchor) identity(leaf *x509.Certificate, chains [][]*x509.Certificate, now time.Time) policy.Identity {
+	id := policy.IdentityFromCertificate(leaf, a.cfg.OIDs)
+	id.Anchor = a.cfg.Name
+	id.AnchorIL3 = a.cfg.IL3
+	id.Status, id.Revocation = a.check(chains, now)
 	return id
 }
 
