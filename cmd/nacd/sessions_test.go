@@ -288,4 +288,3 @@ func writeTemp(t *testing.T, content string) string {
 	}
 	return p
 }
-
