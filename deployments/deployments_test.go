@@ -1021,12 +1021,8 @@ func TestKubernetesManifests(t *testing.T) {
 	cm := m.one(t, "ConfigMap")
 	nacdYAML := str(cm, "data", "nacd.yaml")
 	var nacdCfg struct {
-		DataDir string `yaml:"data_dir"`
-		Listen  struct {
-			RADIUSAuth string `yaml:"radius_auth"`
-			RADIUSAcct string `yaml:"radius_acct"`
-			Metrics    string `yaml:"metrics"`
-		} `yaml:"listen"`
+		DataDir string            `yaml:"data_dir"`
+		Listen  map[string]string `yaml:"listen"`
 		Clients []struct {
 			Name       string   `yaml:"name"`
 			Networks   []string `yaml:"networks"`
@@ -1060,22 +1056,42 @@ func TestKubernetesManifests(t *testing.T) {
 	})
 
 	t.Run("container ports match nacd.yaml listeners", func(t *testing.T) {
-		for _, c := range []struct{ name, addr, proto string }{
-			{"radius-auth", nacdCfg.Listen.RADIUSAuth, "UDP"},
-			{"radius-acct", nacdCfg.Listen.RADIUSAcct, "UDP"},
-			{"metrics", nacdCfg.Listen.Metrics, "TCP"},
+		// Each listener of nacd.yaml and its container port. radsec is
+		// optional (off by default); when set, its port must match too.
+		for _, c := range []struct {
+			key, port, proto string
+			required         bool
+		}{
+			{"radius_auth", "radius-auth", "UDP", true},
+			{"radius_acct", "radius-acct", "UDP", true},
+			{"metrics", "metrics", "TCP", true},
+			{"radsec", "radsec", "TCP", false},
 		} {
-			host, port, err := net.SplitHostPort(c.addr)
+			addr, ok := nacdCfg.Listen[c.key]
+			if !ok {
+				if c.required {
+					t.Errorf("nacd.yaml listen.%s not set: the default is loopback only", c.key)
+				}
+				continue
+			}
+			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
-				t.Errorf("listen %s %q: %v", c.name, c.addr, err)
+				t.Errorf("listen.%s %q: %v", c.key, addr, err)
 				continue
 			}
 			if host != "" {
-				t.Errorf("listen %s %q: a pod must listen on every address", c.name, c.addr)
+				t.Errorf("listen.%s %q: a pod must listen on every address", c.key, addr)
 			}
-			p, ok := resolve(ports, c.name)
+			p, ok := resolve(ports, c.port)
 			if !ok || strconv.Itoa(p.port) != port || p.protocol != c.proto {
-				t.Errorf("container port %s = %+v, nacd.yaml listens on %s/%s", c.name, p, c.addr, c.proto)
+				t.Errorf("container port %s = %+v, nacd.yaml listens on %s/%s", c.port, p, addr, c.proto)
+			}
+		}
+		for key := range nacdCfg.Listen {
+			switch key {
+			case "radius_auth", "radius_acct", "metrics", "radsec":
+			default:
+				t.Errorf("nacd.yaml listen.%s: no container port for it in statefulset.yaml", key)
 			}
 		}
 		if p, ok := resolve(ports, "radsec"); !ok || p.port != 2083 || p.protocol != "TCP" {
@@ -1353,14 +1369,25 @@ func TestKubernetesConfigCheck(t *testing.T) {
 	m := loadManifests(t)
 	nacdYAML := str(m.one(t, "ConfigMap"), "data", "nacd.yaml")
 	placeholders := labels(m.one(t, "Secret"), "stringData")
+	generated := func(k string) string {
+		if k == "store-dsn" {
+			return placeholders[k] // a well-formed DSN; config check does not connect
+		}
+		return "s3cret-" + k + "-0123456789abcdef"
+	}
+	// The options the ConfigMap documents as comments (RadSec, the
+	// PostgreSQL session store from the Secret), uncommented.
+	reOptional := regexp.MustCompile(`(?m)^(\s*)# (radsec: ":2083"|radsec:|  enabled: true|accounting:|  store_file: .*)$`)
 	for _, c := range []struct {
 		name     string
 		secret   func(key string) string
+		optional bool
 		wantOK   bool
 		wantText string
 	}{
-		{"placeholder secrets from secret.yaml", func(k string) string { return placeholders[k] }, false, "fewer than 16"},
-		{"generated secrets", func(k string) string { return "s3cret-" + k + "-0123456789abcdef" }, true, "ok: "},
+		{"placeholder secrets from secret.yaml", func(k string) string { return placeholders[k] }, false, false, "fewer than 16"},
+		{"generated secrets", generated, false, true, "ok: "},
+		{"generated secrets, RadSec and PostgreSQL options uncommented", generated, true, true, "postgres://"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1374,6 +1401,12 @@ func TestKubernetesConfigCheck(t *testing.T) {
 				}
 			}
 			text := strings.ReplaceAll(nacdYAML, "/etc/nacd/secrets/", secrets+"/")
+			if c.optional {
+				if n := len(reOptional.FindAllString(text, -1)); n != 5 {
+					t.Fatalf("found %d of the 5 commented option lines in nacd.yaml", n)
+				}
+				text = reOptional.ReplaceAllString(text, "${1}${2}")
+			}
 			cfg := filepath.Join(dir, "nacd.yaml")
 			if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 				t.Fatal(err)
@@ -1388,8 +1421,8 @@ func TestKubernetesConfigCheck(t *testing.T) {
 			if out := stdout.String() + stderr.String(); !strings.Contains(out, c.wantText) {
 				t.Errorf("nacd config check output lacks %q:\n%s", c.wantText, out)
 			}
-			for k, v := range placeholders {
-				if strings.Contains(stdout.String()+stderr.String(), c.secret(k)) && len(v) > 0 {
+			for k := range placeholders {
+				if strings.HasPrefix(k, "radius-") && strings.Contains(stdout.String()+stderr.String(), c.secret(k)) {
 					t.Errorf("nacd config check printed the secret of %s", k)
 				}
 			}
@@ -1446,8 +1479,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 // pendingMetrics are used by rules and the dashboard before nacd exports
 // them (issue 5, part 2). Each rule using one says so in a comment.
 var pendingMetrics = map[string]string{
-	"nacd_pki_ca_expiry_timestamp_seconds": "notAfter of nacd's root, intermediate and server certificate, label ca",
-	"nacd_audit_write_errors_total":        "audit log write failures",
+	"nacd_audit_write_errors_total": "audit log write failures",
 }
 
 // standardMetrics come from Prometheus itself or client_golang's collectors.
@@ -1527,6 +1559,8 @@ func checkExprLabels(t *testing.T, where, expr string) {
 	checkLabelValues(t, where, expr, "nacd_radius_dropped_total", "cause", labelValues(t, "radius/packet.go", "Drop"))
 	checkLabelValues(t, where, expr, "nacd_radius_eap_evictions_total", "cause", labelValues(t, "radius/conversations.go", "Evict"))
 	checkLabelValues(t, where, expr, "nacd_radius_decisions_total", "result", labelValues(t, "radius/accesslog.go", "Result"))
+	checkLabelValues(t, where, expr, "nacd_radius_dynauth_requests_total", "result", labelValues(t, "radius/dynauth.go", "DynAuth"))
+	checkLabelValues(t, where, expr, "nacd_config_reloads_total", "result", labelValues(t, "cmd/nacd/reload.go", "reload"))
 }
 
 // ---------------------------------------------------------------------------
