@@ -56,6 +56,15 @@ type Config struct {
 	// MaxMessageSize caps the TLS Message Length a peer may announce and the
 	// bytes reassembled (default DefaultMaxMessageSize).
 	MaxMessageSize int
+	// CurvePreferences is the set of key exchanges the server accepts
+	// (nil: Go's default, which includes the hybrid post-quantum
+	// X25519MLKEM768, SecP256r1MLKEM768 and SecP384r1MLKEM1024). Go
+	// ignores the order and always picks a hybrid ML-KEM group when both
+	// sides allow one; leaving the hybrids out trades post-quantum
+	// protection of the session keys (harvest now, decrypt later) for
+	// about 100 us of server CPU per TLS 1.3 authentication (see
+	// docs/performance.md). ParseCurvePreferences reads the names.
+	CurvePreferences []tls.CurveID
 }
 
 // Authorize is called once per session, during the handshake, after the peer
@@ -79,6 +88,7 @@ type Result struct {
 	SessionID        []byte // 0x0D || client.random || server.random (TLS 1.2) or Method-Id based (TLS 1.3)
 	Version          uint16 // tls.VersionTLS12 or tls.VersionTLS13
 	CipherSuite      uint16
+	CurveID          tls.CurveID // key exchange negotiated (e.g. tls.X25519MLKEM768)
 	PeerCertificates []*x509.Certificate
 }
 

@@ -35,6 +35,7 @@ type settings struct {
 	certs              []tls.Certificate
 	minVer, maxVer     uint16
 	fragSize, maxBytes int
+	curves             []tls.CurveID
 }
 
 func (c *Config) settings() settings {
@@ -63,6 +64,7 @@ func (c *Config) settings() settings {
 	if c.MaxMessageSize > 0 {
 		s.maxBytes = c.MaxMessageSize
 	}
+	s.curves = c.CurvePreferences
 	return s
 }
 
@@ -86,6 +88,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageSize < 0 {
 		return errors.New("eaptls: negative MaxMessageSize")
+	}
+	if len(c.CurvePreferences) > 0 {
+		tls12 := false
+		for _, id := range c.CurvePreferences {
+			if _, ok := curveName(id); !ok {
+				return fmt.Errorf("eaptls: CurvePreferences: unsupported key exchange %d", uint16(id))
+			}
+			tls12 = tls12 || !tls13Only(id)
+		}
+		if !tls12 && c.settings().minVer < tls.VersionTLS13 {
+			return errors.New("eaptls: CurvePreferences has only TLS 1.3 hybrid key exchanges but TLS 1.2 is allowed (add x25519 or p256, or MinVersion TLS 1.3)")
+		}
 	}
 	return nil
 }
@@ -319,6 +333,7 @@ func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 			SessionTicketsDisabled: true,
 			MinVersion:             s.set.minVer,
 			MaxVersion:             s.set.maxVer,
+			CurvePreferences:       s.set.curves,
 			KeyLogWriter:           s.kl,
 		})
 		conn, hs := s.conn, &hsResult{}
@@ -368,7 +383,7 @@ func (s *Session) feed(id uint8, msg []byte) (*eap.Packet, error) {
 	}
 	s.result = &Result{
 		MSK: k.msk, EMSK: k.emsk, SessionID: k.sessionID,
-		Version: cs.Version, CipherSuite: cs.CipherSuite, PeerCertificates: cs.PeerCertificates,
+		Version: cs.Version, CipherSuite: cs.CipherSuite, CurveID: cs.CurveID, PeerCertificates: cs.PeerCertificates,
 	}
 	s.kl.wipe()
 	return s.send(id, out, stFinal)
