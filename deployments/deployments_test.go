@@ -1340,10 +1340,30 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("RADIUS %s is not allowed from the controller subnets", want)
 			}
 		}
+		// Disconnect/CoA go to the same controllers, on UDP 3799.
+		coa := map[string]bool{}
 		for _, rule := range list(np, "spec", "egress") {
+			var cidrs []string
 			for _, to := range list(rule, "to") {
-				if c := str(to, "ipBlock", "cidr"); c != "" && !inDocRange(c) {
-					t.Errorf("egress ipBlock %s is not a documentation placeholder", c)
+				if c := str(to, "ipBlock", "cidr"); c != "" {
+					cidrs = append(cidrs, c)
+					if !inDocRange(c) {
+						t.Errorf("egress ipBlock %s is not a documentation placeholder", c)
+					}
+				}
+			}
+			for _, p := range list(rule, "ports") {
+				if n, _ := get(p, "port").(int); n == config.DefaultCoAPort && str(p, "protocol") == "UDP" {
+					for _, c := range cidrs {
+						coa[c] = true
+					}
+				}
+			}
+		}
+		for _, rule := range list(np, "spec", "ingress") {
+			for _, f := range list(rule, "from") {
+				if c := str(f, "ipBlock", "cidr"); c != "" && !coa[c] {
+					t.Errorf("egress does not allow Disconnect/CoA (UDP %d) to controller subnet %s", config.DefaultCoAPort, c)
 				}
 			}
 		}
