@@ -7,8 +7,17 @@ package main
 // MPPE keys that match the supplicant's MSK, or Access-Reject; then the access
 // log and the metrics.
 //
-// eapol_test missing: skipped loudly locally, a failure in CI
-// (internal/testtool).
+// Groups (each with its own nacd, so its access log and metrics are its
+// own): personas, fragmentation (long chain, fragment_size 500 both ways),
+// edge cases (TLS 1.2 without EMS, PEAP-only NAK, no client certificate,
+// wrong secret, unknown NAS), reauthentication, stale CRL, revocation
+// without restart, a concurrent burst, behind a FreeRADIUS proxy, an IPv6
+// NAS. Under `go test -race` the nacd binary is race-built too.
+//
+// Environment: NACD_INTEROP_BIN tests a prebuilt binary instead of building
+// this package; EAPOLTEST_CAPTURE_DIR keeps every eapol_test output.
+// eapol_test (or FreeRADIUS) missing: skipped loudly locally, a failure in
+// CI (internal/testtool).
 
 import (
 	"bufio"
