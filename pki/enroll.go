@@ -284,14 +284,15 @@ func (e *Enroller) Invite(ctx context.Context, inv Invite) (Invitation, error) {
 	}
 	out := Invitation{Token: tok, ID: id, URL: e.URL(tok), Facts: rec.facts(), ExpiresAt: rec.ExpiresAt}
 	e.tokens.WithLabelValues(TokenCreated).Inc()
-	e.audit.Info("token-created", append(tokenFields(id, rec), zap.String("by", inv.By))...)
+	e.audit.Info("token-created", append(tokenFields("token-created", id, rec), zap.String("user.name", inv.By), zap.String("event.outcome", "success"))...)
 	if inv.Mail {
 		if err := e.cfg.Mailer.SendInvitation(ctx, out, e.cfg.BaseURL); err != nil {
 			e.log.Warn("invitation not e-mailed", zap.String("token_id", id), zap.String("holder", inv.Email), zap.Error(err))
 			return out, fmt.Errorf("pki: token %s created but not e-mailed: %w", id, err)
 		}
 		out.Mailed = true
-		e.audit.Info("token-mailed", zap.String("token_id", id), zap.String("holder", inv.Email), zap.String("by", inv.By))
+		e.audit.Info("token-mailed", zap.String("event.action", "token-mailed"), zap.String("event.category", "pki"),
+			zap.String("token.id", id), zap.String("holder.email", inv.Email), zap.String("user.name", inv.By))
 	}
 	return out, nil
 }
@@ -304,13 +305,15 @@ func (e *Enroller) URL(tok string) string {
 	return e.cfg.BaseURL + "/enroll?token=" + url.QueryEscape(tok)
 }
 
-func tokenFields(id string, rec tokenRecord) []zap.Field {
+// tokenFields are the audit fields of a token event, named as the CA's
+// certificate events are (event.action, holder.email, device.uuid, ...).
+func tokenFields(action, id string, rec tokenRecord) []zap.Field {
 	return []zap.Field{
-		zap.String("event", "token"), zap.String("token_id", id),
-		zap.String("holder", rec.Email), zap.String("device_uuid", rec.DeviceUUID),
-		zap.String("device_name", rec.DeviceName), zap.String("ownership", string(rec.Ownership)),
-		zap.String("role", string(rec.Role)), zap.Bool("clearance_il3", rec.ClearanceIL3),
-		zap.Time("expires_at", rec.ExpiresAt),
+		zap.String("event.action", action), zap.String("event.category", "pki"), zap.String("token.id", id),
+		zap.String("holder.email", rec.Email), zap.String("device.uuid", rec.DeviceUUID),
+		zap.String("device.name", rec.DeviceName), zap.String("certificate.ownership", string(rec.Ownership)),
+		zap.String("certificate.role", string(rec.Role)), zap.Bool("certificate.clearance_il3", rec.ClearanceIL3),
+		zap.Time("token.expires_at", rec.ExpiresAt),
 	}
 }
 
@@ -431,7 +434,8 @@ func (e *Enroller) enroll(ctx context.Context, tok, from string, mk func(Facts) 
 		return nil, e.reject(id, rec, from, err)
 	}
 	e.tokens.WithLabelValues(TokenUsed).Inc()
-	fields := append(tokenFields(id, rec), zap.String("serial", hexSerial(chain[0])), zap.String("from", from))
+	fields := append(tokenFields("token-used", id, rec), zap.String("certificate.serial", hexSerial(chain[0])),
+		zap.String("source.address", from), zap.String("event.outcome", "success"))
 	e.audit.Info("token-used", fields...)
 	return chain, nil
 }
@@ -458,10 +462,11 @@ func (e *Enroller) reject(id string, rec tokenRecord, from string, err error) er
 	case "token_invalid":
 		e.tokens.WithLabelValues(TokenInvalid).Inc()
 	}
-	fields := []zap.Field{zap.String("event", "token"), zap.String("token_id", id), zap.String("reason", reason),
-		zap.String("from", from), zap.String("detail", err.Error())}
+	fields := []zap.Field{zap.String("event.action", "token-rejected"), zap.String("event.category", "pki"),
+		zap.String("event.outcome", "failure"), zap.String("event.reason", reason), zap.String("token.id", id),
+		zap.String("source.address", from), zap.String("error.message", err.Error())}
 	if rec.Email != "" {
-		fields = append(fields, zap.String("holder", rec.Email), zap.String("device_uuid", rec.DeviceUUID))
+		fields = append(fields, zap.String("holder.email", rec.Email), zap.String("device.uuid", rec.DeviceUUID))
 	}
 	e.audit.Warn("token-rejected", fields...)
 	return err

@@ -606,8 +606,9 @@ func (a *API) handleRenew(w http.ResponseWriter, r *http.Request) {
 		chain, err = a.cfg.CA.Renew(r.Context(), leaf, csr, "renew:"+hexSerial(leaf))
 	}
 	if err != nil {
-		a.audit.Warn("renew-rejected", zap.String("event", "renew"), zap.String("serial", hexSerial(leaf)),
-			zap.String("reason", RejectReason(err)), zap.String("from", remote(r)), zap.String("detail", err.Error()))
+		a.audit.Warn("renew-rejected", zap.String("event.action", "renew-rejected"), zap.String("event.category", "pki"),
+			zap.String("event.outcome", "failure"), zap.String("certificate.serial", hexSerial(leaf)),
+			zap.String("event.reason", RejectReason(err)), zap.String("source.address", remote(r)), zap.String("error.message", err.Error()))
 		a.writeErr(w, r, err)
 		return
 	}

@@ -25,8 +25,9 @@ func (a *API) admin(h func(w http.ResponseWriter, r *http.Request, who string)) 
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, code, reason := a.authAdmin(r)
 		if code != 0 {
-			a.audit.Warn("admin-refused", zap.String("event", "admin"), zap.String("path", r.URL.Path),
-				zap.String("from", remote(r)), zap.String("reason", reason), zap.String("who", who))
+			a.audit.Warn("admin-refused", zap.String("event.action", "admin-refused"), zap.String("event.category", "pki"),
+				zap.String("event.outcome", "failure"), zap.String("url.path", r.URL.Path),
+				zap.String("source.address", remote(r)), zap.String("event.reason", reason), zap.String("user.name", who))
 			ec := "unauthorized"
 			if code == http.StatusForbidden {
 				ec = "forbidden"
@@ -190,7 +191,8 @@ func (a *API) handleAdminIssue(w http.ResponseWriter, r *http.Request, who strin
 		err = fmt.Errorf("%w: device UUID %q", ErrBadFacts, req.DeviceUUID)
 	}
 	if err != nil {
-		a.adminAudit("issue", who, r, zap.String("holder", req.Email), zap.String("result", "refused"), zap.String("reason", err.Error()))
+		a.adminAudit("issue", who, r, zap.String("holder.email", req.Email), zap.String("event.outcome", "failure"),
+			zap.String("event.reason", RejectReason(err)), zap.String("error.message", err.Error()))
 		a.writeErr(w, r, err)
 		return
 	}
@@ -211,12 +213,13 @@ func (a *API) handleAdminIssue(w http.ResponseWriter, r *http.Request, who strin
 		}
 	}
 	if err != nil {
-		a.adminAudit("issue", who, r, zap.String("holder", req.Email), zap.String("result", "refused"), zap.String("reason", RejectReason(err)))
+		a.adminAudit("issue", who, r, zap.String("holder.email", req.Email), zap.String("event.outcome", "failure"),
+			zap.String("event.reason", RejectReason(err)), zap.String("error.message", err.Error()))
 		a.writeErr(w, r, err)
 		return
 	}
-	a.adminAudit("issue", who, r, zap.String("holder", req.Email), zap.String("device_uuid", out.DeviceUUID),
-		zap.String("serial", out.Serial), zap.String("result", "ok"))
+	a.adminAudit("issue", who, r, zap.String("holder.email", req.Email), zap.String("device.uuid", out.DeviceUUID),
+		zap.String("certificate.serial", out.Serial), zap.String("event.outcome", "success"))
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -271,7 +274,7 @@ func (a *API) handleAdminRevoke(w http.ResponseWriter, r *http.Request, who stri
 	)
 	switch {
 	case req.Serial != "":
-		target = zap.String("serial", req.Serial)
+		target = zap.String("certificate.serial", req.Serial)
 		if _, ok := serialOf(req.Serial); !ok {
 			writeError(w, http.StatusBadRequest, "bad_request", "serial: want hex")
 			return
@@ -282,21 +285,23 @@ func (a *API) handleAdminRevoke(w http.ResponseWriter, r *http.Request, who stri
 			revoked = []string{s.Text(16)}
 		}
 	case req.Device != "":
-		target = zap.String("device_uuid", req.Device)
+		target = zap.String("device.uuid", req.Device)
 		revoked, err = a.cfg.CA.RevokeDevice(r.Context(), strings.ToLower(req.Device), reason, by)
 	default:
-		target = zap.String("holder", req.Holder)
+		target = zap.String("holder.email", req.Holder)
 		revoked, err = a.cfg.CA.RevokeHolder(r.Context(), req.Holder, reason, by)
 	}
 	if err != nil {
-		a.adminAudit("revoke", who, r, target, zap.Int("reason_code", int(reason)), zap.String("result", "refused"), zap.String("reason", err.Error()))
+		a.adminAudit("revoke", who, r, target, zap.Int("revocation.reason_code", int(reason)), zap.String("event.outcome", "failure"),
+			zap.String("error.message", err.Error()))
 		a.writeErr(w, r, err)
 		return
 	}
 	if revoked == nil {
 		revoked = []string{}
 	}
-	a.adminAudit("revoke", who, r, target, zap.Int("reason_code", int(reason)), zap.Strings("serials", revoked), zap.String("result", "ok"))
+	a.adminAudit("revoke", who, r, target, zap.Int("revocation.reason_code", int(reason)), zap.Strings("certificate.serials", revoked),
+		zap.String("event.outcome", "success"))
 	writeJSON(w, http.StatusOK, RevokeResponse{Revoked: revoked})
 }
 
@@ -342,7 +347,7 @@ func (a *API) handleAdminList(w http.ResponseWriter, r *http.Request, who string
 			recs = append(recs, rec)
 		}
 	}
-	a.adminAudit("list", who, r, zap.String("holder", f.Holder), zap.String("device_uuid", f.Device), zap.Int("count", len(recs)))
+	a.adminAudit("list", who, r, zap.String("holder.email", f.Holder), zap.String("device.uuid", f.Device), zap.Int("nacd.count", len(recs)))
 	writeJSON(w, http.StatusOK, ListResponse{Certificates: recs})
 }
 
@@ -359,8 +364,8 @@ func ParseDays(s string) (time.Duration, error) {
 }
 
 func (a *API) adminAudit(action, who string, r *http.Request, fields ...zap.Field) {
-	a.audit.Info("admin-"+action, append([]zap.Field{zap.String("event", "admin"), zap.String("action", action),
-		zap.String("by", who), zap.String("from", remote(r))}, fields...)...)
+	a.audit.Info("admin-"+action, append([]zap.Field{zap.String("event.action", "admin-"+action), zap.String("event.category", "pki"),
+		zap.String("user.name", who), zap.String("source.address", remote(r))}, fields...)...)
 }
 
 // isUUID reports whether s is a lower-case 8-4-4-4-12 hex UUID.

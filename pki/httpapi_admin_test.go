@@ -92,7 +92,7 @@ func TestAdminAuthentication(t *testing.T) {
 	// Who did it is in the audit record of an admin action.
 	var bys []string
 	for _, l := range e.audit.FilterMessage("admin-list").All() {
-		bys = append(bys, l.ContextMap()["by"].(string))
+		bys = append(bys, l.ContextMap()["user.name"].(string))
 	}
 	if len(bys) != 2 || !strings.HasPrefix(bys[0], "admin-cert:nacd-admin-alice/") || !strings.HasPrefix(bys[1], "admin-token@127.0.0.1:") {
 		t.Fatalf("admin-list by %q", bys)

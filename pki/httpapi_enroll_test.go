@@ -77,9 +77,11 @@ func testEnrollEndToEndHTTPS(t *testing.T, b backend) {
 			i.Email, i.Role, i.ClearanceIL3, i.DeviceName = "carol@contractor.example", policy.RoleContractor, false, ""
 		}, key: func() any { k, _ := rsa.GenerateKey(rand.Reader, 2048); return k }},
 	}
+	var tokens []string
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			inv := e.invite(tc.mod)
+			tokens = append(tokens, inv.Token)
 			if !strings.HasPrefix(inv.URL, e.url+"/enroll?token=") {
 				t.Fatalf("enrolment URL %q", inv.URL)
 			}
@@ -120,6 +122,7 @@ func testEnrollEndToEndHTTPS(t *testing.T, b backend) {
 	if n := e.auditCount("token-used", ""); n != len(cases) {
 		t.Fatalf("token-used audit records: %d", n)
 	}
+	e.noSecretsLogged(tokens...)
 }
 
 func TestEnrollDERBody(t *testing.T) {
@@ -223,6 +226,7 @@ func testEnrollRefusalsIssueNothing(t *testing.T, b backend) {
 			}
 		})
 	}
+	e.noSecretsLogged(used.Token, expired.Token, e.adminToken)
 	for ev, want := range map[string]float64{TokenReused: 1, TokenExpired: 1, TokenInvalid: 3} {
 		if got := testutil.ToFloat64(e.enr.tokens.WithLabelValues(ev)); got != want {
 			t.Errorf("nacd_pki_tokens_total{event=%q} = %v, want %v", ev, got, want)

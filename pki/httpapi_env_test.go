@@ -12,11 +12,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -286,6 +288,20 @@ func tlsCert(chain []*x509.Certificate, key crypto.Signer) *tls.Certificate {
 	return c
 }
 
+// noSecretsLogged fails when an audit record holds one of secrets
+// (tokens, the admin token, passwords).
+func (e *apiEnv) noSecretsLogged(secrets ...string) {
+	e.t.Helper()
+	for _, l := range e.audit.All() {
+		rec := fmt.Sprint(l.Message, l.ContextMap())
+		for _, s := range secrets {
+			if s != "" && strings.Contains(rec, strings.TrimPrefix(s, tokenPrefix)) {
+				e.t.Fatalf("audit record %q holds a secret", l.Message)
+			}
+		}
+	}
+}
+
 // auditMsgs returns the audit messages logged so far with their reason
 // field.
 func (e *apiEnv) auditCount(msg, reason string) int {
@@ -294,7 +310,7 @@ func (e *apiEnv) auditCount(msg, reason string) int {
 		if l.Message != msg {
 			continue
 		}
-		if reason == "" || l.ContextMap()["reason"] == reason {
+		if reason == "" || l.ContextMap()["event.reason"] == reason {
 			n++
 		}
 	}
