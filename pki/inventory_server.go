@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // ServerCertificate returns the RADIUS server certificate and key files in
@@ -182,4 +184,32 @@ func csrFor(key crypto.Signer) (*x509.CertificateRequest, error) {
 		return nil, err
 	}
 	return x509.ParseCertificateRequest(der)
+}
+
+// DefaultBootstrapRenew is how often RenewBootstrap re-runs Bootstrap.
+const DefaultBootstrapRenew = time.Hour
+
+// RenewBootstrap re-runs Bootstrap every interval (DefaultBootstrapRenew
+// when <= 0) until ctx ends, so the server certificate (and the demo
+// devices) are renewed at 2/3 of their life; failures are logged. serve
+// runs it in a goroutine in place of re-running pki.Bootstrap.
+func (ca *CA) RenewBootstrap(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultBootstrapRenew
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ca.closed.Load() {
+				return
+			}
+			if _, err := ca.Bootstrap(ctx); err != nil {
+				ca.log.Error("renew server certificate", zap.Error(err))
+			}
+		}
+	}
 }
