@@ -1326,6 +1326,9 @@ func checkOutcome(t *testing.T, pc persona, ver string, res *eapoltest.Result) {
 	if want := identityFor(pc.device); a.UserName != want {
 		t.Errorf("User-Name %q, want %q (the certificate identity)", a.UserName, want)
 	}
+	if len(a.Class) != 1 || !strings.HasPrefix(string(a.Class[0]), "nacd:") {
+		t.Errorf("Class %q, want one \"nacd:<session id>\" (accounting linkage)", a.Class)
+	}
 	if len(a.Types) == 0 || a.Types[0] != eapoltest.AttrMessageAuthenticator {
 		t.Errorf("first attribute of the Access-Accept is %v, want Message-Authenticator (BlastRADIUS mitigation)", a.Types)
 	}
