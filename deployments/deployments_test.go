@@ -569,13 +569,18 @@ func survivesSIGHUP(t *testing.T) bool {
 	if !ready {
 		t.Fatalf("nacd serve did not get ready:\n%s", logText.String())
 	}
-	go io.Copy(io.Discard, stderr)
+	drained := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, stderr) // until nacd exits
+		close(drained)
+	}()
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	<-drained // Wait only after the last read from the pipe
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
