@@ -541,3 +541,25 @@ func TestRevokeCompletesAfterInterruption(t *testing.T) {
 		t.Fatalf("unknown serial: %v", err)
 	}
 }
+
+// TestCRLRenewedOnTimer: without any revocation, the CRL is re-signed
+// before a third of its validity has passed.
+func TestCRLRenewedOnTimer(t *testing.T) {
+	ca := ctOpen(t, "bbolt", func(c *CAConfig) { c.CRLValidity = 3 * time.Second })
+	first := ca.CRLNumber()
+	deadline := time.Now().Add(30 * time.Second)
+	for ca.CRLNumber() == first && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ca.CRLNumber() <= first {
+		t.Fatalf("CRL number still %d", first)
+	}
+	der, err := ca.CRL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil || rl.Number.Int64() <= first || !rl.NextUpdate.After(rl.ThisUpdate) {
+		t.Fatalf("renewed CRL: %v number %v", err, rl.Number)
+	}
+}
