@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 
 	"layeh.com/radius"
 )
@@ -160,13 +162,71 @@ func verifyRequest(b []byte, c *Client) (*radius.Packet, error) {
 func validMessageAuthenticator(b []byte, maOff int, secret []byte) bool {
 	var got [messageAuthenticatorLen]byte
 	copy(got[:], b[maOff:maOff+messageAuthenticatorLen])
-	mac := hmac.New(md5.New, secret)
-	mac.Write(b[:maOff])
-	var zero [messageAuthenticatorLen]byte
-	mac.Write(zero[:])
-	mac.Write(b[maOff+messageAuthenticatorLen:])
-	var sum [md5.Size]byte
-	return hmac.Equal(mac.Sum(sum[:0]), got[:])
+	sum := hmacMD5(secret, b[:maOff], zeroAuthenticator[:], b[maOff+messageAuthenticatorLen:])
+	return hmac.Equal(sum[:], got[:])
+}
+
+var zeroAuthenticator [messageAuthenticatorLen]byte
+
+// md5State is a pooled MD5 with the scratch space of hmacMD5, so that the
+// per-packet HMAC-MD5 and MD5 of the RADIUS hot path allocate nothing
+// (crypto/hmac.New allocates two digests and both pads per call).
+type md5State struct {
+	h     hash.Hash
+	pad   [md5.BlockSize]byte
+	inner [md5.Size]byte
+	out   [md5.Size]byte
+}
+
+var md5Pool = sync.Pool{New: func() any { return &md5State{h: md5.New()} }}
+
+// hmacMD5 is HMAC-MD5 (RFC 2104) keyed with secret over the concatenation
+// of parts. It equals crypto/hmac with md5.New (TestHMACMD5MatchesCryptoHMAC).
+func hmacMD5(secret []byte, parts ...[]byte) (out [md5.Size]byte) {
+	st := md5Pool.Get().(*md5State)
+	var key [md5.BlockSize]byte
+	if len(secret) > md5.BlockSize {
+		k := md5.Sum(secret)
+		copy(key[:], k[:])
+	} else {
+		copy(key[:], secret)
+	}
+	for i := range st.pad {
+		st.pad[i] = key[i] ^ 0x36
+	}
+	st.h.Reset()
+	st.h.Write(st.pad[:])
+	for _, p := range parts {
+		st.h.Write(p)
+	}
+	st.h.Sum(st.inner[:0])
+	for i := range st.pad {
+		st.pad[i] = key[i] ^ 0x5c
+	}
+	st.h.Reset()
+	st.h.Write(st.pad[:])
+	st.h.Write(st.inner[:])
+	st.h.Sum(st.out[:0])
+	out = st.out
+	st.h.Reset()
+	clear(st.pad[:])
+	clear(key[:])
+	md5Pool.Put(st)
+	return out
+}
+
+// md5Sum is MD5 over the concatenation of parts.
+func md5Sum(parts ...[]byte) (out [md5.Size]byte) {
+	st := md5Pool.Get().(*md5State)
+	st.h.Reset()
+	for _, p := range parts {
+		st.h.Write(p)
+	}
+	st.h.Sum(st.out[:0])
+	out = st.out
+	st.h.Reset()
+	md5Pool.Put(st)
+	return out
 }
 
 // encodeResponse builds the wire form of a response to a request with
@@ -224,21 +284,26 @@ func encodeResponse(code radius.Code, id byte, reqAuth [16]byte, secret []byte, 
 	}
 
 	if withMA {
-		mac := hmac.New(md5.New, secret)
-		mac.Write(b)
-		mac.Sum(b[22:22:38])
+		mac := hmacMD5(secret, b)
+		copy(b[22:38], mac[:])
 	}
-
-	h := md5.New()
-	h.Write(b)
-	h.Write(secret)
-	h.Sum(b[4:4:20])
+	auth := md5Sum(b, secret)
+	copy(b[4:20], auth[:])
 	return b, nil
 }
 
 // eapMessage concatenates the EAP-Message attributes of p in order (RFC 3579
 // section 3.1). ok is false when there is none.
 func eapMessage(p *radius.Packet) (msg []byte, ok bool) {
+	n := 0
+	for _, a := range p.Attributes {
+		if a.Type == attrEAPMessage {
+			n += len(a.Attribute)
+		}
+	}
+	if n > 0 {
+		msg = make([]byte, 0, n)
+	}
 	for _, a := range p.Attributes {
 		if a.Type == attrEAPMessage {
 			msg = append(msg, a.Attribute...)
