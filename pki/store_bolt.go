@@ -32,6 +32,7 @@ var (
 	bktTokens  = []byte("nacd_tokens")
 	keyRevSeq  = []byte("rev_seq")
 	keyCRLHead = []byte("crl")
+	keyCRLNum  = []byte("crl_number")
 )
 
 func newBoltBackend(db nosql.DB) (*boltBackend, error) {
@@ -278,9 +279,18 @@ func (b *boltBackend) currentCRL(_ context.Context) (crlHead, error) {
 	return h, nil
 }
 
+// crlNumber reads the number kept next to the CRL (not the CRL itself,
+// which can be megabytes).
 func (b *boltBackend) crlNumber(ctx context.Context) (int64, error) {
-	h, err := b.currentCRL(ctx)
-	return h.Number, err
+	v, ok, err := b.get(bktMeta, keyCRLNum)
+	if err != nil || !ok {
+		if err == nil {
+			h, err := b.currentCRL(ctx) // written before keyCRLNum existed
+			return h.Number, err
+		}
+		return 0, err
+	}
+	return strconv.ParseInt(string(v), 10, 64)
 }
 
 func (b *boltBackend) updateCRL(ctx context.Context, build func(cur crlHead, revoked []revEntry) (*crlHead, error)) (crlHead, error) {
@@ -302,7 +312,10 @@ func (b *boltBackend) updateCRL(ctx context.Context, build func(cur crlHead, rev
 	if err != nil {
 		return crlHead{}, err
 	}
-	if err := b.db.Set(bktMeta, keyCRLHead, v); err != nil {
+	tx := new(database.Tx)
+	tx.Set(bktMeta, keyCRLHead, v)
+	tx.Set(bktMeta, keyCRLNum, []byte(strconv.FormatInt(next.Number, 10)))
+	if err := b.db.Update(tx); err != nil {
 		return crlHead{}, err
 	}
 	return *next, nil
