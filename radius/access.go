@@ -291,7 +291,7 @@ func (h *accessHandler) accept(w ResponseWriter, r *Request, c *conversation, ou
 	rec.rule = d.Rule
 	rec.reason = string(d.Reason)
 	rec.sessionID = sessionID
-	h.srv.links.put(sessionID, classLink{Serial: id.Serial, DeviceUUID: id.DeviceUUID, Email: id.Email, Segment: string(d.Segment), VLAN: d.VLAN}, now)
+	h.srv.links.put(sessionID, classLink{Identity: id, Segment: string(d.Segment), VLAN: d.VLAN}, now)
 	h.decided(rec, now) // logged before the NAS can act on it
 	h.write(w, radius.CodeAccessAccept, attrs)
 }

@@ -31,6 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"layeh.com/radius"
+
+	"github.com/herts-council/nacd/policy"
 )
 
 // portKind is what a UDP socket serves: RFC 2866 keeps accounting on its own
@@ -194,10 +196,11 @@ func hasAttr(b []byte, t byte) bool {
 }
 
 // classLink is what an Access-Accept decided, for the accounting that
-// echoes its Class.
+// echoes its Class: the verified identity and the placement.
 type classLink struct {
-	Serial, DeviceUUID, Email, Segment string
-	VLAN                               int
+	Identity policy.Identity
+	Segment  string
+	VLAN     int
 }
 
 // classLinks maps the id in Class "nacd:<id>" to the Accept's facts,
@@ -414,7 +417,9 @@ func (h *accountingHandler) session(r *Request) *Session {
 		}
 		s.ClassID = printable([]byte(id))
 		if l, ok := h.srv.links.get(id, now); ok {
-			s.Serial, s.DeviceUUID, s.Email, s.Segment = l.Serial, l.DeviceUUID, l.Email, l.Segment
+			ident := l.Identity
+			s.Identity = &ident
+			s.Serial, s.DeviceUUID, s.Email, s.Segment = ident.Serial, ident.DeviceUUID, ident.Email, l.Segment
 			if s.VLAN == 0 {
 				s.VLAN = l.VLAN
 			}

@@ -21,7 +21,9 @@ type memSessions struct {
 func (m *memSessions) Upsert(_ context.Context, s *Session, merge func(old, cur *Session) *Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.m[s.Key()] = merge(m.m[s.Key()], s)
+	if v := merge(m.m[s.Key()], s); v != nil {
+		m.m[s.Key()] = v
+	}
 	return nil
 }
 
@@ -105,7 +107,7 @@ func FuzzAccountingRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv.links.put("id", classLink{Serial: "01", DeviceUUID: "u", Email: "e"}, time.Now())
+	srv.links.put("id", classLink{Identity: staffIdentity(), Segment: "general", VLAN: testVLANGen}, time.Now())
 	var id atomic.Uint32
 	f.Fuzz(func(t *testing.T, data []byte, raw bool) {
 		pkt := data

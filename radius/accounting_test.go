@@ -216,7 +216,10 @@ func TestAccountingRadclient(t *testing.T) {
 				Site: testSite, UserName: "alice@herts.example", Calling: "AA-BB-CC-00-00-01", Called: "00-11-22-33-44-55:Council", SSID: "Council",
 				ClassID: string(class[len("nacd:"):]), Serial: serial, DeviceUUID: uuid, Email: "alice@herts.example", Segment: "general", VLAN: testVLANGen}
 			got := *s
-			got.Started, got.Updated = time.Time{}, time.Time{}
+			got.Started, got.Updated, got.Identity = time.Time{}, time.Time{}, nil
+			if id := s.Identity; id == nil || id.Serial != serial || id.Role != policy.RoleStaff || id.Status != policy.CertOK {
+				t.Errorf("session identity %+v, want the Accept's verified identity", id)
+			}
 			if got != want {
 				t.Errorf("session\n got %+v\nwant %+v", got, want)
 			}

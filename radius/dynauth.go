@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"layeh.com/radius"
+
+	"github.com/herts-council/nacd/policy"
 )
 
 // DynAuthMode is what a NAS accepts to end or move a live session.
@@ -599,4 +601,62 @@ func (c *DynAuthClient) audit(r *DynAuthResult, vlan int, reason string) {
 		f = append(f, zap.Int(FieldVLAN, vlan))
 	}
 	c.cfg.AuditLog.Info(r.Type+"-"+r.Result, f...)
+}
+
+// Reconcile re-decides, under p (a policy just reloaded), every live session
+// that carries the identity of its Accept, and moves each one whose
+// placement changes: CoA-Request with the new VLAN when its NAS is
+// configured dynauth: coa, Disconnect-Request otherwise, and always
+// Disconnect when the new decision rejects (the device re-authenticates and
+// the new rules apply in full). The identity is as verified at the Accept
+// (revocation status and age included); now is the decision time (a
+// certificate expired since is rejected). Sessions without an identity
+// (Class not linked) are left alone. A CoA acknowledged updates the
+// session's segment and VLAN in the table.
+func (c *DynAuthClient) Reconcile(ctx context.Context, p *policy.Policy, now time.Time) ([]DynAuthResult, error) {
+	if p == nil {
+		return nil, errors.New("radius: dynauth: nil policy")
+	}
+	ss, err := c.cfg.Sessions.List(ctx, SessionFilter{})
+	if err != nil {
+		return nil, fmt.Errorf("radius: dynauth: list sessions: %w", err)
+	}
+	type move struct {
+		s *Session
+		d policy.Decision
+	}
+	var moves []move
+	for _, s := range ss {
+		if s.Identity == nil {
+			continue
+		}
+		d := p.Decide(*s.Identity, policy.Request{Site: s.Site, SSID: s.SSID, Now: now})
+		if d.Accepted() && string(d.Segment) == s.Segment && d.VLAN == s.VLAN {
+			continue
+		}
+		moves = append(moves, move{s, d})
+	}
+	out := make([]DynAuthResult, len(moves))
+	sem := make(chan struct{}, dynAuthParallel)
+	var wg sync.WaitGroup
+	for i, m := range moves {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if !m.d.Accepted() {
+				out[i] = c.Disconnect(ctx, m.s, "policy-reject")
+				return
+			}
+			out[i] = c.Reauthorize(ctx, m.s, m.d.VLAN, "policy-change")
+			if out[i].Type == DynAuthTypeCoA && out[i].Result == DynAuthACK {
+				if err := c.cfg.Sessions.SetPlacement(context.WithoutCancel(ctx), m.s.Key(), string(m.d.Segment), m.d.VLAN); err != nil {
+					c.cfg.Logger.Warn("radius: dynauth: record the new VLAN", zap.Error(err))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
 }

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"layeh.com/radius"
+
+	"github.com/herts-council/nacd/policy"
 )
 
 // testNAS is a small NAS for Dynamic Authorization: it listens on
@@ -382,6 +384,66 @@ func TestDynAuthResponseChecks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, ok := checkDynAuthResponse(tc.b, req, testSecret); ok != tc.ok {
 				t.Errorf("ok = %v, want %v", ok, tc.ok)
+			}
+		})
+	}
+}
+
+// TestReconcile: a policy reload that moves a live session re-VLANs it by
+// CoA on a NAS that can, disconnects it elsewhere or when the new rules
+// reject it, and leaves unchanged placements alone.
+func TestReconcile(t *testing.T) {
+	staffTo := func(t *testing.T, seg policy.Segment) *policy.Policy {
+		p := testPolicy(t)
+		p.Rules = []policy.Rule{{Name: "staff-moved", Roles: []policy.Role{policy.RoleStaff}, Segment: seg}}
+		if seg == policy.SegmentReject {
+			p.Rules[0].RejectReason = "rule-reject"
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name     string
+		mode     DynAuthMode
+		seg      policy.Segment
+		wantCode radius.Code
+		wantVLAN int // in the table afterwards; 0: session gone
+	}{
+		{"unchanged placement: nothing sent", DynAuthCoA, policy.SegmentGeneral, 0, testVLANGen},
+		{"moved, NAS re-VLANs by CoA", DynAuthCoA, policy.SegmentGuest, radius.CodeCoARequest, testVLANGuest},
+		{"moved, NAS cannot: Disconnect", DynAuthDisconnect, policy.SegmentGuest, radius.CodeDisconnectRequest, 0},
+		{"now rejected: Disconnect even with CoA", DynAuthCoA, policy.SegmentReject, radius.CodeDisconnectRequest, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newDynEnv(t, tc.mode)
+			e.start(t, "erin@herts.example", "6ba7b810-9dad-11d1-80b4-00c04fd43011", "acct-erin", "AA-BB-CC-00-00-11")
+			res, err := e.dyn.Reconcile(context.Background(), staffTo(t, tc.seg), time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqs := e.nas.requests()
+			if tc.wantCode == 0 {
+				if len(res) != 0 || len(reqs) != 0 {
+					t.Errorf("results %+v, NAS got %d requests; want none", res, len(reqs))
+				}
+			} else if len(res) != 1 || res[0].Result != DynAuthACK || len(reqs) != 1 || reqs[0].code != tc.wantCode {
+				t.Fatalf("results %+v, NAS got %+v; want one acknowledged %v", res, reqs, tc.wantCode)
+			}
+			ss := e.sessions(t, SessionFilter{ID: "acct-erin"})
+			switch {
+			case tc.wantVLAN == 0 && len(ss) != 0:
+				t.Errorf("session still in the table: %+v", ss[0])
+			case tc.wantVLAN != 0 && (len(ss) != 1 || ss[0].VLAN != tc.wantVLAN):
+				t.Errorf("sessions %v, want VLAN %d", sessionKeys(ss), tc.wantVLAN)
+			}
+			if tc.wantVLAN != 0 {
+				// Reconciled: a second run sends nothing more.
+				if res, _ := e.dyn.Reconcile(context.Background(), staffTo(t, tc.seg), time.Now()); len(res) != 0 {
+					t.Errorf("second Reconcile sent %+v", res)
+				}
 			}
 		})
 	}

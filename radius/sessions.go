@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/herts-council/nacd/policy"
 )
 
 // Session is one live network session, as accounting (RFC 2866) reports it
@@ -36,6 +38,10 @@ type Session struct {
 	Email      string `json:"email,omitempty"`
 	Segment    string `json:"segment,omitempty"`
 	VLAN       int    `json:"vlan,omitempty"`
+	// Identity is the certificate identity the Accept decided on (as
+	// verified then), so that a policy reload can re-decide the session
+	// (DynAuthClient.Reconcile).
+	Identity *policy.Identity `json:"identity,omitempty"`
 
 	Started     time.Time `json:"started"`
 	Updated     time.Time `json:"updated"`
@@ -92,7 +98,8 @@ func normSerial(s string) string {
 // several. SessionTable is its one user; the store only persists.
 type SessionStore interface {
 	// Upsert stores s, merged with the stored session of the same key by
-	// merge (old is nil when there is none), atomically.
+	// merge (old is nil when there is none), atomically; nothing is
+	// written when merge returns nil.
 	Upsert(ctx context.Context, s *Session, merge func(old, cur *Session) *Session) error
 	// Delete removes one session and returns it (nil when absent).
 	Delete(ctx context.Context, k SessionKey) (*Session, error)
@@ -242,15 +249,20 @@ func mergeSession(old, cur *Session) *Session {
 	if !old.Started.IsZero() && (m.Started.IsZero() || old.Started.Before(m.Started)) {
 		m.Started = old.Started
 	}
-	if m.ClassID == "" || (m.DeviceUUID == "" && m.Serial == "" && m.Email == "") {
+	// The stored linkage, and the placement (which a CoA may have moved
+	// since the Accept), win over what a later packet of the same Accept
+	// brings; a new Class (a re-authentication) replaces them.
+	sameAccept := m.ClassID == "" || m.ClassID == old.ClassID
+	unlinked := m.DeviceUUID == "" && m.Serial == "" && m.Email == ""
+	if (old.ClassID != "" && sameAccept) || unlinked {
 		if m.ClassID == "" {
 			m.ClassID = old.ClassID
 		}
-		m.Serial, m.DeviceUUID, m.Email = old.Serial, old.DeviceUUID, old.Email
-		if m.Segment == "" {
+		m.Serial, m.DeviceUUID, m.Email, m.Identity = old.Serial, old.DeviceUUID, old.Email, old.Identity
+		if old.Segment != "" || m.Segment == "" {
 			m.Segment = old.Segment
 		}
-		if m.VLAN == 0 {
+		if old.VLAN != 0 || m.VLAN == 0 {
 			m.VLAN = old.VLAN
 		}
 	}
@@ -266,6 +278,19 @@ func mergeSession(old, cur *Session) *Session {
 		}
 	}
 	return &m
+}
+
+// SetPlacement records that session k was moved (CoA acknowledged) to
+// segment and vlan. An unknown session stays unknown.
+func (t *SessionTable) SetPlacement(ctx context.Context, k SessionKey, segment string, vlan int) error {
+	return t.store.Upsert(ctx, &Session{ID: k.ID, NASIP: k.NASIP}, func(old, _ *Session) *Session {
+		if old == nil {
+			return nil
+		}
+		m := *old
+		m.Segment, m.VLAN = segment, vlan
+		return &m
+	})
 }
 
 // Stop removes a session (Acct-Status-Type Stop) and returns what was

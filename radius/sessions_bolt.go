@@ -66,7 +66,11 @@ func (b *boltSessions) Upsert(ctx context.Context, s *Session, merge func(old, c
 				old = nil // a damaged record is replaced
 			}
 		}
-		v, err := json.Marshal(merge(old, s))
+		m := merge(old, s)
+		if m == nil {
+			return nil
+		}
+		v, err := json.Marshal(m)
 		if err != nil {
 			return err
 		}

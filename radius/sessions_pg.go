@@ -85,6 +85,9 @@ func (p *pgSessions) Upsert(ctx context.Context, s *Session, merge func(old, cur
 			}
 		}
 		m := merge(old, s)
+		if m == nil {
+			return nil
+		}
 		v, err := json.Marshal(m)
 		if err != nil {
 			return err

@@ -153,6 +153,27 @@ func TestSessionStore(t *testing.T) {
 				t.Errorf("merged interim = %+v, want linkage, start and octets kept", got[0])
 			}
 
+			if err := tbl.SetPlacement(ctx, alice.Key(), "guest", 120); err != nil {
+				t.Fatal(err)
+			}
+			if err := tbl.SetPlacement(ctx, SessionKey{NASIP: "10.9.9.9", ID: "ghost"}, "guest", 120); err != nil {
+				t.Fatal(err)
+			}
+			// A later interim of the same Accept (linked again, VLAN of the
+			// Accept) keeps the CoA's placement.
+			again := *alice
+			again.Updated = t0.Add(2 * time.Minute)
+			if err := tbl.Update(ctx, &again); err != nil {
+				t.Fatal(err)
+			}
+			got, _ = tbl.List(ctx, SessionFilter{Device: alice.DeviceUUID})
+			if len(got) != 1 || got[0].Segment != "guest" || got[0].VLAN != 120 {
+				t.Errorf("after SetPlacement: %+v, want guest/120", got)
+			}
+			if ghost, _ := tbl.List(ctx, SessionFilter{ID: "ghost"}); len(ghost) != 0 {
+				t.Errorf("SetPlacement created a session: %+v", ghost)
+			}
+
 			// Reopen: everything survives.
 			if err := tbl.Close(); err != nil {
 				t.Fatal(err)
