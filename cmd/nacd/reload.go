@@ -44,6 +44,9 @@ type reloader struct {
 
 	reloads     *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
+	// afterReload, when set, runs after each successful reload with the
+	// new configuration (e.g. moving live sessions to the new rules).
+	afterReload func(*config.Config)
 
 	mu      sync.Mutex // serialises reloads
 	current *config.Config
@@ -102,6 +105,9 @@ func (r *reloader) reload() error {
 	r.logger.Info("config reloaded", zap.String("config", r.current.Source),
 		zap.Int("clients", len(r.current.Clients)), zap.Int("rules", len(r.current.Policy.Rules)),
 		zap.Strings("trust_anchors", anchorNames(r.current.TrustAnchors)))
+	if r.afterReload != nil {
+		r.afterReload(r.current)
+	}
 	return nil
 }
 
