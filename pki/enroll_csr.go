@@ -68,9 +68,9 @@ func CheckKey(pub any) error {
 // a signature that does not verify (ErrCSRSignature), a weak or
 // unsupported key (ErrWeakKey), or names other than the token's
 // (ErrCSRMismatch): its SANs may only repeat the holder's e-mail and
-// urn:uuid:<device>; DNS, IP and other URI SANs are refused; the subject
-// may be empty or hold just the CN the certificate will carry (the device
-// name, else the e-mail). What the certificate asserts comes from f alone.
+// urn:uuid:<device>; DNS, IP and other URI SANs are refused. The subject is
+// ignored: the CA replaces it with the device name. What the certificate
+// asserts comes from f alone.
 func CheckCSR(csr *x509.CertificateRequest, f Facts) error {
 	if csr == nil {
 		return fmt.Errorf("%w: missing", ErrBadCSR)
@@ -93,13 +93,6 @@ func CheckCSR(csr *x509.CertificateRequest, f Facts) error {
 		if f.DeviceUUID == "" || !strings.EqualFold(u.String(), "urn:uuid:"+f.DeviceUUID) {
 			return fmt.Errorf("%w: URI SAN %q is not the device's", ErrCSRMismatch, u.String())
 		}
-	}
-	cn := f.DeviceName
-	if cn == "" {
-		cn = f.Email
-	}
-	if csr.Subject.CommonName != "" && csr.Subject.CommonName != cn {
-		return fmt.Errorf("%w: subject CN %q, the certificate's is %q", ErrCSRMismatch, csr.Subject.CommonName, cn)
 	}
 	return nil
 }

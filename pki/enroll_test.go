@@ -48,7 +48,7 @@ func TestCheckCSR(t *testing.T) {
 		{name: "another e-mail", key: p256, tmpl: x509.CertificateRequest{EmailAddresses: []string{"alice@evil.example"}}, want: ErrCSRMismatch},
 		{name: "holder's e-mail plus another", key: p256, tmpl: x509.CertificateRequest{EmailAddresses: []string{"alice@herts.example", "x@herts.example"}}, want: ErrCSRMismatch},
 		{name: "another URI", key: p256, tmpl: x509.CertificateRequest{URIs: []*url.URL{{Scheme: "https", Host: "evil.example"}}}, want: ErrCSRMismatch},
-		{name: "another CN", key: p256, tmpl: x509.CertificateRequest{Subject: pkix.Name{CommonName: "bob-laptop"}}, want: ErrCSRMismatch},
+		{name: "another CN (ignored: the CA replaces the subject)", key: p256, tmpl: x509.CertificateRequest{Subject: pkix.Name{CommonName: "bob-laptop"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -186,4 +187,73 @@ func TestMailerConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInvitationCommandsRun runs the commands of the invitation text, as
+// a holder would paste them into a shell (openssl and curl), against the
+// HTTPS API: both the CSR path and the PKCS#12 path must work as written.
+func TestInvitationCommandsRun(t *testing.T) {
+	testtool.Require(t, "openssl")
+	testtool.Require(t, "curl")
+	b, _ := caBackend(t, "bbolt")
+	e := newAPIEnv(t, b)
+	// The server certificate names localhost (not 127.0.0.1): the link
+	// uses it, as a deployment uses the PKI listener's DNS name.
+	base := strings.Replace(e.url, "127.0.0.1", "localhost", 1)
+	inv := e.invite(func(i *Invite) { i.DeviceName = "o'brien laptop" })
+	text := InvitationText(inv, base, "")
+
+	csrCmd := commandBlock(t, text, "On a device that can make its own key")
+	p12Cmd := commandBlock(t, text, "For a device that cannot make a request")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nacd-root.crt"), pemCerts(b.auth.Root()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh := func(script string) string {
+		t.Helper()
+		cmd := exec.Command("sh", "-e", "-c", script)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v running:\n%s\n%s", err, script, out)
+		}
+		return string(out)
+	}
+	sh(csrCmd)
+	data, err := os.ReadFile(filepath.Join(dir, "device-chain.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := parseChain(t, data)
+	if chain[0].Subject.CommonName != "o'brien laptop" {
+		t.Fatalf("CN %q: the certificate carries the token's device name, not the CSR's", chain[0].Subject.CommonName)
+	}
+	// The same token again (the PKCS#12 command): refused, it was used.
+	out, err := exec.Command("sh", "-c", "cd "+dir+" && "+strings.Replace(p12Cmd, "curl --fail", "curl -s", 1)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"token_used"`) {
+		t.Fatalf("PKCS#12 command with a used token: %v %s", err, out)
+	}
+	inv2 := e.invite()
+	out2 := sh(commandBlock(t, InvitationText(inv2, base, ""), "For a device that cannot make a request"))
+	if !strings.Contains(out2, `"pkcs12"`) || !strings.Contains(out2, `"password"`) {
+		t.Fatalf("PKCS#12 command output: %s", out2)
+	}
+}
+
+// commandBlock returns the indented shell lines after the paragraph that
+// starts with head, joined (backslash continuations kept).
+func commandBlock(t *testing.T, text, head string) string {
+	t.Helper()
+	i := strings.Index(text, head)
+	if i < 0 {
+		t.Fatalf("no %q paragraph in:\n%s", head, text)
+	}
+	var lines []string
+	for _, l := range strings.Split(text[i:], "\n")[1:] {
+		if !strings.HasPrefix(l, "  ") {
+			break
+		}
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	return strings.Join(lines, "\n")
 }
