@@ -176,9 +176,20 @@ func (h *helloScanner) feed(b []byte) {
 		h.stream = nil
 		return
 	}
-	h.stream = append(h.stream, b...)
+	// Parse b in place when nothing is buffered (the usual case: the
+	// ServerHello is in the first write); keep a copy only when the
+	// ServerHello is not complete yet.
+	rec := b
+	if len(h.stream) > 0 {
+		h.stream = append(h.stream, b...)
+		rec = h.stream
+	}
+	defer func() {
+		if h.random == nil && !h.failed && len(h.stream) == 0 {
+			h.stream = append([]byte(nil), b...)
+		}
+	}()
 	var hs []byte
-	rec := h.stream
 	for len(rec) >= recordHeaderLen {
 		typ := rec[0]
 		n := int(rec[3])<<8 | int(rec[4])
@@ -189,7 +200,11 @@ func (h *helloScanner) feed(b []byte) {
 		rec = rec[recordHeaderLen+n:]
 		switch typ {
 		case recordHandshake:
-			hs = append(hs, body...)
+			if len(hs) == 0 {
+				hs = body // no copy; never appended to in place (below)
+			} else {
+				hs = append(hs[:len(hs):len(hs)], body...)
+			}
 		case recordCCS:
 			continue
 		default: // alert or encrypted data before a ServerHello: give up
