@@ -1,8 +1,11 @@
 // Package audit owns nacd's access log: one JSON line per authentication
 // decision, for the security group and auditors.
 //
-// For now it is the sink only (Open); a later issue adds a hash chain so an
-// auditor can verify the log has not been altered.
+// Every record carries event.sequence and hash_prev (the SHA-256 of the
+// previous record's line), files rotate with the chain carried across, and
+// seal records signed with an Ed25519 key cover the chain head; Verify and
+// Query are what `nacd audit verify|query` run. docs/audit-log.md is the
+// schema.
 //
 // audit must never write shared secrets, keys or MSKs (callers log
 // identities and decisions only), and never samples or drops a line.
@@ -10,11 +13,7 @@ package audit
 
 import (
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,60 +50,36 @@ func encodeTimeUTC(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
 	enc.AppendString(t.UTC().Format(TimeLayout))
 }
 
-// Open returns the access logger writing to path: "stdout", "stderr", or a
-// file (created 0600 if missing, appended to; its directory is created
-// 0700). Every entry is written (no sampling, every level). Closing the
-// returned Closer syncs the log and closes the file; it is safe to call more
-// than once.
+// Open returns the access logger writing to path: "stdout", "stderr",
+// "syslog", or a file (created 0600 if missing, appended to, continuing its
+// hash chain; its directory is created 0700). Every entry is one chained
+// record (no sampling, every level); no seals, no rotation (OpenSink does
+// both). Closing the returned Closer syncs the log and closes the file; it
+// is safe to call more than once.
 func Open(path string) (*zap.Logger, io.Closer, error) {
-	var ws zapcore.WriteSyncer
-	var file io.Closer
-	switch path {
-	case "":
-		return nil, nil, errors.New("audit: access log path is empty")
-	case Stdout:
-		ws = zapcore.Lock(os.Stdout)
-	case Stderr:
-		ws = zapcore.Lock(os.Stderr)
-	default:
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, nil, fmt.Errorf("audit: open access log: %w", err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, nil, fmt.Errorf("audit: open access log: %w", err)
-		}
-		file = f
-		ws = zapcore.Lock(f)
+	s, err := OpenSink(Options{Path: path})
+	if err != nil {
+		return nil, nil, err
 	}
-	return New(ws, file)
+	return s.Logger(), s, nil
 }
 
-// New returns an access logger writing to w; closer, if not nil, is closed
-// by the returned Closer after the final Sync.
-func New(w zapcore.WriteSyncer, closer io.Closer) (*zap.Logger, io.Closer, error) {
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), w, zapcore.DebugLevel)
-	logger := zap.New(core) // no sampling, no caller, no stack traces
-	return logger, &sink{logger: logger, closer: closer}, nil
-}
-
-type sink struct {
-	once   sync.Once
-	logger *zap.Logger
-	closer io.Closer
-	err    error
-}
-
-func (s *sink) Close() error {
-	s.once.Do(func() {
-		err := s.logger.Sync()
-		if s.closer == nil {
-			// Standard streams: syncing a terminal or pipe fails with
-			// EINVAL, which loses nothing.
-			s.err = nil
-			return
+// New returns an access logger writing chained records to w (tests and
+// streams); closer, if not nil, is closed by the returned Closer.
+func New(w io.Writer, closer io.Closer) (*zap.Logger, io.Closer, error) {
+	s, err := OpenSink(Options{writer: w})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.Logger(), closerFunc(func() error {
+		err := s.Close()
+		if closer != nil {
+			err = errors.Join(err, closer.Close())
 		}
-		s.err = errors.Join(err, s.closer.Close())
-	})
-	return s.err
+		return err
+	}), nil
 }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
