@@ -162,7 +162,14 @@ type Limits struct {
 // Log configures logging.
 type Log struct {
 	Level     zapcore.Level
-	AccessLog string // "stdout", "stderr" or a file path
+	AccessLog string // "stdout", "stderr", "syslog" or a file path
+
+	// Audit (tamper-evident access log; see auditlog.go).
+	AccessLogMaxSize  int64         // rotate the file at this size (bytes); 0 = never
+	AccessLogMaxAge   time.Duration // rotate the file at this age; 0 = never
+	OnWriteError      string        // fail_closed_il3 (default) | fail_closed | keep_serving
+	AuditSealEvery    int           // seal every N records
+	AuditSealInterval time.Duration // and every T with unsealed records
 }
 
 // BootstrapTLS reports whether the EAP-TLS server certificate must come

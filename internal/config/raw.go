@@ -118,4 +118,10 @@ type rawLimits struct {
 type rawLog struct {
 	Level     string `yaml:"level"`
 	AccessLog string `yaml:"access_log"`
+
+	AccessLogMaxSize  string `yaml:"access_log_max_size"`
+	AccessLogMaxAge   string `yaml:"access_log_max_age"`
+	OnWriteError      string `yaml:"on_write_error"`
+	AuditSealEvery    *int   `yaml:"audit_seal_every"`
+	AuditSealInterval string `yaml:"audit_seal_interval"`
 }

@@ -62,6 +62,7 @@ func build(raw *rawConfig, ps *problems) *Config {
 	if strings.TrimSpace(cfg.Log.AccessLog) == "" {
 		ps.add("log.access_log", "must not be blank (a file path, \"stdout\" or \"stderr\")")
 	}
+	validateAuditLog(ps, &raw.Log, &cfg.Log)
 	return cfg
 }
 
