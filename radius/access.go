@@ -285,6 +285,11 @@ func (h *accessHandler) accept(w ResponseWriter, r *Request, c *conversation, ou
 		h.reject(w, r, eap.Failure(out.Identifier), rec, string(ReasonInternal))
 		return
 	}
+	if h.auditFailing(d) { // already failing: one reject line, no accept line
+		rec.rule = d.Rule
+		h.reject(w, r, eap.Failure(out.Identifier), rec, string(ReasonAuditUnavailable))
+		return
+	}
 	rec.result = ResultAccept
 	rec.segment = d.Segment
 	rec.vlan = d.VLAN
@@ -293,6 +298,11 @@ func (h *accessHandler) accept(w ResponseWriter, r *Request, c *conversation, ou
 	rec.sessionID = sessionID
 	h.srv.links.put(sessionID, classLink{Identity: id, Segment: string(d.Segment), VLAN: d.VLAN}, now)
 	h.decided(rec, now) // logged before the NAS can act on it
+	// This line was not confirmed written: fail closed.
+	if h.auditFailing(d) {
+		h.reject(w, r, eap.Failure(out.Identifier), rec, string(ReasonAuditUnavailable))
+		return
+	}
 	h.write(w, radius.CodeAccessAccept, attrs)
 }
 
@@ -425,6 +435,20 @@ func (h *accessHandler) writeReject(w ResponseWriter, failure *eap.Packet) bool 
 		attrs = splitEAP(b)
 	}
 	return h.write(w, radius.CodeAccessReject, attrs)
+}
+
+// auditFailing asks Config.AuditGate whether d must fail closed because the
+// access log cannot be written.
+func (h *accessHandler) auditFailing(d policy.Decision) bool {
+	if h.srv.auditGate == nil {
+		return false
+	}
+	err := h.srv.auditGate(d)
+	if err != nil {
+		h.srv.logger.Error("radius: the access log cannot be written; rejecting (log.on_write_error)",
+			zap.String("segment", string(d.Segment)), zap.Error(err))
+	}
+	return err != nil
 }
 
 // decided counts the decision and writes its access log line.

@@ -85,15 +85,16 @@ const (
 type Reason string
 
 const (
-	ReasonNoEAP         Reason = "no-eap"               // Access-Request without EAP-Message (PAP, CHAP...)
-	ReasonEAPMalformed  Reason = "eap-malformed"        // EAP-Message does not parse (length lies...)
-	ReasonEAPUnexpected Reason = "eap-unexpected"       // not a Response/Identity where one was due
-	ReasonUnknownState  Reason = "unknown-state"        // State unknown, expired or evicted
-	ReasonEAPNak        Reason = "eap-nak"              // peer refused EAP-TLS
-	ReasonEAPProtocol   Reason = "eap-protocol"         // EAP-TLS protocol violation
-	ReasonEAPTooLarge   Reason = "eap-too-large"        // TLS message over the configured cap
-	ReasonTLSHandshake  Reason = "tls-handshake-failed" // handshake failed before a policy decision
-	ReasonInternal      Reason = "internal-error"       // nacd failed; fail closed
+	ReasonNoEAP            Reason = "no-eap"                // Access-Request without EAP-Message (PAP, CHAP...)
+	ReasonEAPMalformed     Reason = "eap-malformed"         // EAP-Message does not parse (length lies...)
+	ReasonEAPUnexpected    Reason = "eap-unexpected"        // not a Response/Identity where one was due
+	ReasonUnknownState     Reason = "unknown-state"         // State unknown, expired or evicted
+	ReasonEAPNak           Reason = "eap-nak"               // peer refused EAP-TLS
+	ReasonEAPProtocol      Reason = "eap-protocol"          // EAP-TLS protocol violation
+	ReasonEAPTooLarge      Reason = "eap-too-large"         // TLS message over the configured cap
+	ReasonTLSHandshake     Reason = "tls-handshake-failed"  // handshake failed before a policy decision
+	ReasonInternal         Reason = "internal-error"        // nacd failed; fail closed
+	ReasonAuditUnavailable Reason = "audit-log-unavailable" // the access log cannot be written (log.on_write_error)
 )
 
 // accessRecord is what one access log line says.

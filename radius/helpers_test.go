@@ -201,6 +201,7 @@ type envOptions struct {
 	fake             *fakeFactory // nil: real eaptls sessions
 	now              func() time.Time
 	wrap             func(Handler) Handler // middleware around the handler, set before Serve
+	auditGate        func(policy.Decision) error
 }
 
 type testEnv struct {
@@ -246,6 +247,7 @@ func newEnv(tb testing.TB, opt envOptions) *testEnv {
 		Workers:             opt.workers,
 		Logger:              zap.New(opCore),
 		AccessLog:           zap.New(accessCore),
+		AuditGate:           opt.auditGate,
 		Registerer:          e.reg,
 		Now:                 opt.now,
 	})

@@ -102,6 +102,13 @@ type Config struct {
 	// accounting maintains. nil: Accounting-Request is dropped.
 	Sessions *SessionTable
 
+	// AuditGate, when set, is asked before and after an Accept's access log
+	// line is written and before the Access-Accept is sent: an error means
+	// the line is not confirmed written and the decision must fail closed
+	// (audit.Sink.Gate); the request is rejected with
+	// ReasonAuditUnavailable.
+	AuditGate func(d policy.Decision) error
+
 	Logger     *zap.Logger           // operational log (drops etc.), nil = nop
 	AccessLog  *zap.Logger           // one structured line per decision, nil = nop
 	Registerer prometheus.Registerer // nil = none
@@ -123,6 +130,7 @@ type Server struct {
 	metrics   *metrics
 	logger    *zap.Logger
 	accessLog *zap.Logger
+	auditGate func(policy.Decision) error
 	radsec    *radsec
 	now       func() time.Time
 	workers   int
@@ -230,6 +238,7 @@ func NewServer(cfg Config) (*Server, error) {
 		metrics:   m,
 		logger:    cfg.Logger,
 		accessLog: cfg.AccessLog,
+		auditGate: cfg.AuditGate,
 		now:       cfg.Now,
 		workers:   cfg.Workers,
 		queue:     make(chan inbound, cfg.Workers*queuePerWorker),
