@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
 	"github.com/herts-council/nacd/internal/config"
 	"github.com/herts-council/nacd/pki"
 	"github.com/herts-council/nacd/policy"
@@ -327,4 +330,62 @@ func newCLIMailer(f inviteFlags) (*pki.Mailer, error) {
 		cfg.TLS = &tls.Config{RootCAs: pool}
 	}
 	return pki.NewMailer(cfg)
+}
+
+// pkiListenerConfig configures the PKI HTTP listener of nacd serve.
+type pkiListenerConfig struct {
+	Addr          string   // listen address (design default 127.0.0.1:9443)
+	ServerNames   []string // DNS names of its certificate (default [localhost])
+	BaseURL       string   // as devices reach it, for enrolment links (default https://<Addr>)
+	AdminSubjects []string // admin client certificates (CN or urn:uuid:)
+	Mailer        *pki.Mailer
+	Logger        *zap.Logger
+	AccessLog     *zap.Logger // the access log: token and admin events go there
+	Registerer    prometheus.Registerer
+}
+
+// startPKIListener serves the PKI HTTP API for ca on c.Addr until ctx
+// ends: enrolment, renewal and the admin API over TLS (the CA-issued
+// server certificate), /crl, /ocsp and /ca.crt over plain HTTP too, on one
+// port; the admin bearer token is DATA_DIR/admin.token (0600, created when
+// missing); dead tokens are swept hourly (kept 7 days). It returns the
+// bound address and a channel that yields the server's end.
+//
+// This is the one call nacd serve needs once it runs the CA.
+func startPKIListener(ctx context.Context, ca *pki.CA, dataDir string, c pkiListenerConfig) (string, <-chan error, error) {
+	if len(c.ServerNames) == 0 {
+		c.ServerNames = []string{"localhost"}
+	}
+	certFile, keyFile, err := ca.ServerCertificate(ctx, c.ServerNames)
+	if err != nil {
+		return "", nil, fmt.Errorf("PKI listener certificate: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return "", nil, fmt.Errorf("PKI listener certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("PKI listener: %w", err)
+	}
+	base := c.BaseURL
+	if base == "" {
+		base = "https://" + ln.Addr().String()
+	}
+	enr, err := pki.NewEnroller(pki.EnrollConfig{Issuer: ca, Tokens: ca.Tokens(), BaseURL: base, Mailer: c.Mailer,
+		Logger: c.Logger, AccessLog: c.AccessLog, Registerer: c.Registerer})
+	if err != nil {
+		ln.Close()
+		return "", nil, err
+	}
+	api, err := pki.NewAPI(pki.APIConfig{CA: ca, Enroller: enr, AdminTokenFile: filepath.Join(dataDir, pki.AdminTokenFileName),
+		AdminSubjects: c.AdminSubjects, Logger: c.Logger, AccessLog: c.AccessLog, Registerer: c.Registerer})
+	if err != nil {
+		ln.Close()
+		return "", nil, err
+	}
+	done := make(chan error, 1)
+	go enr.SweepEvery(ctx, time.Hour, 7*24*time.Hour)
+	go func() { done <- api.ServeSplit(ctx, ln, cert) }()
+	return ln.Addr().String(), done, nil
 }

@@ -111,20 +111,17 @@ func testLifecycle(t *testing.T, bin, store string) {
 		t.Fatal(err)
 	}
 	defer ca.Close()
-	pkiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	// One server certificate for EAP-TLS and the PKI listener (the CA keeps
+	// one, re-issued when asked for other names).
+	names := []string{pki.BootstrapServerName, "localhost"}
+	pkiAddr, pkiDone, err := startPKIListener(ctx, ca, dir, pkiListenerConfig{Addr: "127.0.0.1:0", ServerNames: names,
+		AccessLog: zap.NewNop(), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkiURL := "https://" + pkiLn.Addr().String()
-	enr, err := pki.NewEnroller(pki.EnrollConfig{Issuer: ca, Tokens: ca.Tokens(), BaseURL: pkiURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := pki.NewAPI(pki.APIConfig{CA: ca, Enroller: enr, AdminTokenFile: filepath.Join(dir, pki.AdminTokenFileName)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.ServerCertificate(ctx, []string{pki.BootstrapServerName})
+	defer func() { cancel(); <-pkiDone }()
+	pkiURL := "https://" + pkiAddr
+	certFile, keyFile, err := ca.ServerCertificate(ctx, names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +129,6 @@ func testLifecycle(t *testing.T, bin, store string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiDone := make(chan struct{})
-	go func() { _ = api.Serve(ctx, pkiLn, serverCert); close(apiDone) }()
-	defer func() { cancel(); <-apiDone }()
 
 	// The RADIUS server: the built-in configuration's clients and policy,
 	// the CA as the only trust anchor (revocations from its store).
@@ -226,6 +220,24 @@ func testLifecycle(t *testing.T, bin, store string) {
 			last := lastAccess(accessLogs)
 			if last["event.reason"] != "revoked" || last["nacd.cert_status"] != "revoked" || last["device.id"] != inv.DeviceUUID {
 				t.Fatalf("access log of the reject: %v", last)
+			}
+			// and published: the CRL on the PKI port (plain HTTP) lists it
+			resp, err := http.Get("http://" + pkiAddr + "/crl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			der, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			crl, err := x509.ParseRevocationList(der)
+			if err != nil || crl.CheckSignatureFrom(ca.Intermediate()) != nil {
+				t.Fatalf("CRL from the PKI port: %v", err)
+			}
+			listed := false
+			for _, e := range crl.RevokedCertificateEntries {
+				listed = listed || e.SerialNumber.Cmp(chain[0].SerialNumber) == 0
+			}
+			if !listed {
+				t.Fatalf("revoked serial %x not in the published CRL", chain[0].SerialNumber)
 			}
 		})
 	}
