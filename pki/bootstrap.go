@@ -55,6 +55,9 @@ type BootstrapResult struct {
 	// anchor's CA files include the issuing intermediate (Chain).
 	Revocations RevocationChecker
 	Chain       []string
+	// RootCRL is the root's CRL (CA's data dir read by pki.Bootstrap):
+	// with CRL, it covers the intermediate.
+	RootCRL string
 }
 
 // Anchor returns the trust anchor configuration for the bootstrap CA: nacd's
@@ -72,11 +75,15 @@ func (r *BootstrapResult) Anchor() AnchorConfig {
 			Revocations: r.Revocations,
 		}
 	}
+	crls := []string{r.CRL}
+	if r.RootCRL != "" {
+		crls = append(crls, r.RootCRL)
+	}
 	return AnchorConfig{
 		Name:       "nacd-local",
 		IL3:        true,
-		CAFiles:    []string{r.CACert},
-		CRLs:       []string{r.CRL},
+		CAFiles:    append([]string{r.CACert}, r.Chain...),
+		CRLs:       crls,
 		RequireCRL: true,
 		OIDs:       policy.DefaultOIDs(),
 	}
@@ -113,7 +120,15 @@ var demoDevices = []demoDevice{
 // the CA, and keys are not readable by group or others). It refuses a
 // half-populated directory. In both cases it regenerates the CRL when it is
 // missing or older than half its life.
+//
+// When dir holds nacd's smallstep CA (dir/ca/intermediate.crt: serve has
+// opened it and CA.Bootstrap wrote the files above), Bootstrap creates
+// nothing: it loads those files read-only (without the CA key, which stays
+// in dir/ca) and the anchor checks the CA's CRL file (see loadCAFiles).
 func Bootstrap(dir string, now time.Time) (*BootstrapResult, error) {
+	if _, err := os.Stat(pathsFor(dir).interCert); err == nil {
+		return loadCAFiles(dir, now)
+	}
 	r := &BootstrapResult{
 		CACert:     filepath.Join(dir, "pki", "ca.crt"),
 		CAKey:      filepath.Join(dir, "pki", "ca.key"),

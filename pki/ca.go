@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,7 +189,7 @@ const provisionerName = "nacd"
 type CA struct {
 	cfg   CAConfig
 	log   *zap.Logger
-	audit *zap.Logger
+	audit atomic.Pointer[zap.Logger]
 	paths caPaths
 
 	root, inter *x509.Certificate
@@ -211,9 +212,13 @@ type CA struct {
 	once   sync.Once
 }
 
-// caPaths are the CA's files under DataDir/ca.
+// caPaths are the CA's files under DataDir/ca, and the files Bootstrap
+// writes where the foundation's bootstrap PKI had them (DataDir/pki,
+// DataDir/demo), so tools and docs keep their paths.
 type caPaths struct {
-	dir, rootCert, rootKey, interCert, interKey, db, server, serverKey, demo string
+	dir, rootCert, rootKey, rootCRL, interCert, interKey, db string
+	// Bootstrap's files (pki.Bootstrap layout).
+	bundle, crl, server, serverKey, demo string
 }
 
 func pathsFor(dataDir string) caPaths {
@@ -222,12 +227,15 @@ func pathsFor(dataDir string) caPaths {
 		dir:       d,
 		rootCert:  filepath.Join(d, "root.crt"),
 		rootKey:   filepath.Join(d, "root.key"),
+		rootCRL:   filepath.Join(d, "root.crl"),
 		interCert: filepath.Join(d, "intermediate.crt"),
 		interKey:  filepath.Join(d, "intermediate.key"),
 		db:        filepath.Join(d, "nacd-ca.db"),
-		server:    filepath.Join(d, "server.crt"),
-		serverKey: filepath.Join(d, "server.key"),
-		demo:      filepath.Join(d, "demo"),
+		bundle:    filepath.Join(dataDir, "pki", "ca.crt"),
+		crl:       filepath.Join(dataDir, "pki", "ca.crl"),
+		server:    filepath.Join(dataDir, "pki", "server.crt"),
+		serverKey: filepath.Join(dataDir, "pki", "server.key"),
+		demo:      filepath.Join(dataDir, "demo"),
 	}
 }
 
@@ -342,6 +350,19 @@ func InitCA(cfg CAConfig, force bool) error {
 	if err := writeFileAtomic(p.rootCert, pemCert(root), 0o644); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
+	// The root's CRL (it revokes no intermediate: the only way to replace
+	// the intermediate is init --force), valid as long as the
+	// intermediate, so CRL-file anchors (pki.Bootstrap read-only, external
+	// tools) can check the whole chain without the root key online.
+	rootCRL, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: now.Add(-5 * time.Minute).Truncate(time.Second), NextUpdate: inter.NotAfter,
+	}, root, rootKey)
+	if err != nil {
+		return fmt.Errorf("pki: root CRL: %w", err)
+	}
+	if err := writeFileAtomic(p.rootCRL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rootCRL}), 0o644); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
 	if err := writeFileAtomic(p.interCert, pemCert(inter), 0o644); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
@@ -453,7 +474,8 @@ func OpenCA(ctx context.Context, cfg CAConfig) (*CA, error) {
 			return nil, err
 		}
 	}
-	ca := &CA{cfg: cfg, log: cfg.Logger.Named("ca"), audit: cfg.AccessLog, paths: p, stop: make(chan struct{})}
+	ca := &CA{cfg: cfg, log: cfg.Logger.Named("ca"), paths: p, stop: make(chan struct{})}
+	ca.audit.Store(cfg.AccessLog)
 	if err := ca.loadKeys(); err != nil {
 		return nil, fmt.Errorf("pki: open CA %s: %w", p.dir, err)
 	}
@@ -622,6 +644,28 @@ func (ca *CA) loop() {
 			cancel()
 		}
 	}
+}
+
+// SetAccessLog replaces the audit logger (serve opens the access log
+// after the CA).
+func (ca *CA) SetAccessLog(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	ca.audit.Store(l)
+}
+
+// RegisterMetrics registers the CA's collectors on r (when CAConfig had no
+// Registerer); Close unregisters them.
+func (ca *CA) RegisterMetrics(r prometheus.Registerer) error {
+	if ca.cfg.Registerer != nil {
+		return errors.New("pki: CA metrics already registered")
+	}
+	if err := ca.metrics.register(r); err != nil {
+		return err
+	}
+	ca.cfg.Registerer = r
+	return nil
 }
 
 // Root is the root certificate.

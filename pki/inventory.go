@@ -181,7 +181,7 @@ func (ca *CA) issued(r Record, action string) {
 	if r.RenewedFrom != "" {
 		fields = append(fields, zap.String("certificate.renewed_from", r.RenewedFrom))
 	}
-	ca.audit.Info(action, fields...)
+	ca.audit.Load().Info(action, fields...)
 }
 
 // serialHex is the inventory form of a serial: lower-case hex, as
@@ -362,7 +362,7 @@ func (ca *CA) issueServer(ctx context.Context, names []string, life time.Duratio
 	if err := ca.be.putRecord(ctx, rec); err != nil {
 		return nil, nil, fmt.Errorf("pki: record server certificate: %w", err)
 	}
-	ca.audit.Info(ActionCertificateIssued, zap.String("event.action", ActionCertificateIssued), zap.String("event.category", "pki"),
+	ca.audit.Load().Info(ActionCertificateIssued, zap.String("event.action", ActionCertificateIssued), zap.String("event.category", "pki"),
 		zap.String("user.name", by), zap.String("certificate.serial", rec.Serial), zap.String("certificate.kind", KindServer),
 		zap.Strings("server.names", names), zap.Time("certificate.not_after", rec.NotAfter))
 	return chain, key, nil

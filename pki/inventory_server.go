@@ -21,7 +21,7 @@ import (
 )
 
 // ServerCertificate returns the RADIUS server certificate and key files in
-// the data dir (ca/server.crt holds leaf + intermediate, ca/server.key
+// the data dir (pki/server.crt holds leaf + intermediate, pki/server.key
 // 0600), issued by this CA for names (DNS names; the first is the CN),
 // (re)issuing them when absent, for other names, not from this CA's
 // intermediate, or past 2/3 of their life. The certificate is in the
@@ -37,6 +37,9 @@ func (ca *CA) ServerCertificate(ctx context.Context, names []string) (certFile, 
 	}
 	chain, key, err := ca.issueServer(ctx, names, DefaultServerValidity, "nacd-serve")
 	if err != nil {
+		return "", "", err
+	}
+	if err := mkdirPrivate(filepath.Dir(ca.paths.server)); err != nil {
 		return "", "", err
 	}
 	if err := writeKey(ca.paths.serverKey, key); err != nil {
@@ -86,18 +89,28 @@ func ServerNames() []string {
 // valid), and the trust anchor (Anchor: revocation from the store, no CRL
 // file). Call it again (e.g. daily) to renew the server certificate.
 //
-// Files under DataDir/ca: root.crt, intermediate.crt, server.crt (chain),
-// server.key, crl.pem (the current CRL, for tools), demo/<name>.crt|.key.
+// Files, where the foundation's Bootstrap put them (so tools, docs and
+// `nacd policy explain` keep their paths): pki/ca.crt (root + intermediate
+// bundle), pki/ca.crl (the current CRL, PEM, signed by the intermediate),
+// pki/server.crt (leaf + intermediate) and pki/server.key, and
+// demo/<name>.crt (leaf + intermediate) and .key. The CA itself lives in
+// ca/ (keys never leave it: CAKey is empty). pki.Bootstrap on a data dir
+// that holds this CA loads these files read-only instead of making a
+// throwaway CA.
 func (ca *CA) Bootstrap(ctx context.Context) (*BootstrapResult, error) {
 	r := &BootstrapResult{
-		CACert:      ca.paths.rootCert,
-		CAKey:       "", // never exposed: the CA keys stay with the CA
-		CRL:         filepath.Join(ca.paths.dir, "crl.pem"),
+		CACert:      ca.paths.bundle,
+		CRL:         ca.paths.crl,
 		Demo:        map[string]DevicePaths{},
 		DemoCerts:   map[string]*x509.Certificate{},
 		CA:          ca.root,
 		Revocations: ca.revs,
-		Chain:       []string{ca.paths.interCert},
+	}
+	if err := mkdirPrivate(filepath.Dir(ca.paths.bundle)); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(ca.paths.bundle, pemChain([]*x509.Certificate{ca.root, ca.inter}), 0o644); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
 	}
 	var err error
 	if r.ServerCert, r.ServerKey, err = ca.ServerCertificate(ctx, ServerNames()); err != nil {
@@ -106,8 +119,8 @@ func (ca *CA) Bootstrap(ctx context.Context) (*BootstrapResult, error) {
 	if r.Server, _, err = loadCertKey(r.ServerCert, r.ServerKey); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(ca.paths.demo, 0o700); err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+	if err := mkdirPrivate(ca.paths.demo); err != nil {
+		return nil, err
 	}
 	for _, d := range demoDevices {
 		p := DevicePaths{Cert: filepath.Join(ca.paths.demo, d.name+".crt"), Key: filepath.Join(ca.paths.demo, d.name+".key")}
@@ -162,6 +175,13 @@ func (ca *CA) demoDevice(ctx context.Context, d demoDevice, p DevicePaths) (*x50
 	return chain[0], true, nil
 }
 
+func mkdirPrivate(d string) error {
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	return nil
+}
+
 func pemChain(chain []*x509.Certificate) []byte {
 	var out []byte
 	for _, c := range chain {
@@ -212,4 +232,65 @@ func (ca *CA) RenewBootstrap(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// loadCAFiles is pki.Bootstrap on a data dir that holds nacd's smallstep
+// CA: the files CA.Bootstrap wrote, checked (every certificate chains to
+// the CA, keys match, the CRL is the intermediate's), with nothing created
+// and the store not opened (a running nacd holds it). The anchor uses the
+// CRL file, which CA.Bootstrap rewrites at every run (hourly under serve).
+func loadCAFiles(dir string, now time.Time) (*BootstrapResult, error) {
+	p := pathsFor(dir)
+	fail := func(err error) (*BootstrapResult, error) {
+		return nil, fmt.Errorf("pki: bootstrap files of the CA in %s: %w (run nacd serve once to write them)", p.dir, err)
+	}
+	root, err := readOneCert(p.rootCert)
+	if err != nil {
+		return fail(err)
+	}
+	inter, err := readOneCert(p.interCert)
+	if err != nil {
+		return fail(err)
+	}
+	if err := inter.CheckSignatureFrom(root); err != nil {
+		return fail(err)
+	}
+	r := &BootstrapResult{CACert: p.bundle, CRL: p.crl, ServerCert: p.server, ServerKey: p.serverKey,
+		Demo: map[string]DevicePaths{}, DemoCerts: map[string]*x509.Certificate{}, CA: root}
+	if r.Server, _, err = loadCertKey(p.server, p.serverKey); err != nil {
+		return fail(err)
+	}
+	for _, d := range demoDevices {
+		dp := DevicePaths{Cert: filepath.Join(p.demo, d.name+".crt"), Key: filepath.Join(p.demo, d.name+".key")}
+		c, _, err := loadCertKey(dp.Cert, dp.Key)
+		if err != nil {
+			return fail(err)
+		}
+		r.Demo[d.name], r.DemoCerts[d.name] = dp, c
+	}
+	for _, c := range append([]*x509.Certificate{r.Server}, mapValues(r.DemoCerts)...) {
+		if err := c.CheckSignatureFrom(inter); err != nil {
+			return fail(fmt.Errorf("%s: %w", c.Subject.CommonName, err))
+		}
+	}
+	crlPEM, err := os.ReadFile(p.crl)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := parseCRL(crlPEM, p.crl, []*x509.Certificate{inter}); err != nil {
+		return fail(err)
+	}
+	if _, err := os.Stat(p.rootCRL); err == nil {
+		r.RootCRL = p.rootCRL
+	}
+	_ = now
+	return r, nil
+}
+
+func mapValues(m map[string]*x509.Certificate) []*x509.Certificate {
+	out := make([]*x509.Certificate, 0, len(m))
+	for _, c := range m {
+		out = append(out, c)
+	}
+	return out
 }

@@ -178,7 +178,7 @@ func (ca *CA) revoke(ctx context.Context, serial string, reason RevocationReason
 	ca.revs.add(cert.SerialNumber)
 	if changed {
 		ca.metrics.revoked.WithLabelValues(reason.String()).Inc()
-		ca.audit.Info(ActionCertificateRevoked,
+		ca.audit.Load().Info(ActionCertificateRevoked,
 			zap.String("event.action", ActionCertificateRevoked),
 			zap.String("event.category", "pki"),
 			zap.String("user.name", by),

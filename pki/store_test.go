@@ -310,6 +310,25 @@ func TestBootstrapFromCA(t *testing.T) {
 			t.Fatalf("demo %s: %s %+v", name, id.Status, id.Revocation)
 		}
 	}
+	// pki.Bootstrap (policy explain, in another process) loads the same
+	// files read-only and checks revocation with the CRL file.
+	ro, err := Bootstrap(ca.cfg.DataDir, time.Now())
+	if err != nil {
+		t.Fatalf("pki.Bootstrap on the CA's data dir: %v", err)
+	}
+	if ro.Created || ro.CACert != r.CACert || ro.Demo["staff-laptop"] != r.Demo["staff-laptop"] {
+		t.Fatalf("read-only bootstrap %+v", ro)
+	}
+	tsRO, err := NewTrustStore([]AnchorConfig{ro.Anchor()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := tsRO.VerifyClient([]*x509.Certificate{ro.DemoCerts["staff-laptop"]}, time.Now()); id.Status != policy.CertOK || id.Revocation.Source != "crl:nacd-local" || !id.Revocation.Checked {
+		t.Fatalf("read-only anchor: %s %+v", id.Status, id.Revocation)
+	}
+	if _, err := os.Stat(filepath.Join(ca.cfg.DataDir, "pki", "ca.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a CA key was written outside the CA dir: %v", err)
+	}
 	again, err := ca.Bootstrap(ctx)
 	if err != nil {
 		t.Fatal(err)
