@@ -394,6 +394,21 @@ func (e *Enroller) Enroll(ctx context.Context, tok string, csr *x509.Certificate
 	})
 }
 
+// EnrollPEM is Enroll for a CSR still in bytes (PEM or DER): the token
+// is checked first, so a bad token is reported as such whatever the body.
+func (e *Enroller) EnrollPEM(ctx context.Context, tok string, csrData []byte, from string) ([]*x509.Certificate, error) {
+	return e.enroll(ctx, tok, from, func(f Facts) (*x509.CertificateRequest, error) {
+		csr, err := ParseCSR(csrData)
+		if err != nil {
+			return nil, err
+		}
+		if err := CheckCSR(csr, f); err != nil {
+			return nil, err
+		}
+		return csr, nil
+	})
+}
+
 // enroll is Enroll with the CSR made by mk once the facts are known (the
 // PKCS#12 path generates the key there).
 func (e *Enroller) enroll(ctx context.Context, tok, from string, mk func(Facts) (*x509.CertificateRequest, error)) ([]*x509.Certificate, error) {

@@ -480,14 +480,7 @@ func (a *API) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	csr, err := ParseCSR(body)
-	if err != nil {
-		// Audit the refusal under the token, without consuming it.
-		a.cfg.Enroller.reject(TokenID(tok), tokenRecord{}, remote(r), err)
-		a.writeErr(w, r, err)
-		return
-	}
-	chain, err := a.cfg.Enroller.Enroll(r.Context(), tok, csr, remote(r))
+	chain, err := a.cfg.Enroller.EnrollPEM(r.Context(), tok, body, remote(r))
 	if err != nil {
 		a.writeErr(w, r, err)
 		return

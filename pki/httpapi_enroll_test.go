@@ -181,6 +181,7 @@ func testEnrollRefusalsIssueNothing(t *testing.T, b backend) {
 		{name: "malformed token", token: func() string { return "hello" }, csr: good, code: 401, errCode: "token_invalid"},
 		{name: "unknown token", token: func() string { return tokenPrefix + strings.Repeat("A", 43) }, csr: good, code: 401, errCode: "token_invalid"},
 		{name: "reused token", token: func() string { return used.Token }, csr: good, code: 409, errCode: "token_used"},
+		{name: "unknown token and a garbage CSR: the token is reported", token: func() string { return tokenPrefix + strings.Repeat("B", 43) }, csr: []byte("junk"), code: 401, errCode: "token_invalid"},
 		{name: "expired token", token: func() string { return expired.Token }, csr: good, expired: true, code: 401, errCode: "token_expired"},
 		{name: "RSA-1024 key", csr: weakRSA, code: 400, errCode: "weak_key"},
 		{name: "P-224 curve", csr: curve224, code: 400, errCode: "weak_key"},
@@ -229,7 +230,7 @@ func testEnrollRefusalsIssueNothing(t *testing.T, b backend) {
 		})
 	}
 	e.noSecretsLogged(used.Token, expired.Token, e.adminToken)
-	for ev, want := range map[string]float64{TokenReused: 1, TokenExpired: 1, TokenInvalid: 3} {
+	for ev, want := range map[string]float64{TokenReused: 1, TokenExpired: 1, TokenInvalid: 4} {
 		if got := testutil.ToFloat64(e.enr.tokens.WithLabelValues(ev)); got != want {
 			t.Errorf("nacd_pki_tokens_total{event=%q} = %v, want %v", ev, got, want)
 		}
