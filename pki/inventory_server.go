@@ -294,3 +294,23 @@ func mapValues(m map[string]*x509.Certificate) []*x509.Certificate {
 	}
 	return out
 }
+
+// OpenLocal is what `nacd serve` calls in place of pki.Bootstrap: it opens
+// (creating on first run) nacd's CA in cfg.DataDir and runs CA.Bootstrap.
+// Use the result as before (config.UseBootstrap, printBootstrap); keep the
+// CA open while serving (its RevocationSet is the anchor's revocation
+// source), run ca.RenewBootstrap(ctx, time.Hour) in a goroutine, call
+// ca.RegisterMetrics(reg) and ca.SetAccessLog(accessLog) once those exist,
+// and ca.Close() at the end.
+func OpenLocal(ctx context.Context, cfg CAConfig) (*CA, *BootstrapResult, error) {
+	ca, err := OpenCA(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := ca.Bootstrap(ctx)
+	if err != nil {
+		_ = ca.Close()
+		return nil, nil, err
+	}
+	return ca, b, nil
+}

@@ -489,3 +489,18 @@ func BenchmarkIssue(b *testing.B) {
 		})
 	}
 }
+
+func TestOpenLocal(t *testing.T) {
+	dir := t.TempDir()
+	ca, b, err := OpenLocal(context.Background(), CAConfig{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	if !b.Created || b.Revocations == nil || b.Anchor().Revocations == nil || b.CACert != filepath.Join(dir, "pki", "ca.crt") {
+		t.Fatalf("OpenLocal result %+v", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "demo", "staff-laptop.crt")); err != nil {
+		t.Fatal(err)
+	}
+}
