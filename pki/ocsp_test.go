@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/herts-council/nacd/internal/testpki"
@@ -171,6 +172,14 @@ func TestOCSPGoClient(t *testing.T) {
 				t.Fatalf("nonce %x, want %v", got, tc.wantNonce)
 			}
 		})
+	}
+	for res, want := range map[OCSPResult]float64{OCSPGood: 2, OCSPUnauthorized: 1, OCSPMalformed: 2} {
+		if got := testutil.ToFloat64(e.api.ocspRes.WithLabelValues(string(res))); got != want {
+			t.Errorf("nacd_pki_ocsp_responses_total{result=%q} = %v, want %v", res, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(e.api.requests.WithLabelValues("enroll", "201")); got != 1 {
+		t.Errorf("nacd_pki_http_requests_total{route=enroll,code=201} = %v, want 1", got)
 	}
 }
 
