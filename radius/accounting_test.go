@@ -507,3 +507,19 @@ func BenchmarkAccounting(b *testing.B) {
 		})
 	}
 }
+
+// TestAccountingStatusServer: radclient's Status-Server on the accounting
+// port gets an Accounting-Response (RFC 5997 section 3) it accepts.
+func TestAccountingStatusServer(t *testing.T) {
+	e := newAcctEnv(t, acctOptions{})
+	bin := testtool.Require(t, "radclient")
+	cmd := exec.Command(bin, "-x", "-r", "1", "-t", "2", e.acct.String(), "status", string(testSecret))
+	cmd.Stdin = strings.NewReader("Message-Authenticator = 0x00\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Received Accounting-Response") {
+		t.Errorf("radclient status: %v\n%s", err, out)
+	}
+	if n := len(e.sessions(t, SessionFilter{})); n != 0 {
+		t.Errorf("Status-Server stored %d sessions", n)
+	}
+}
