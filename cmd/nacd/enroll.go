@@ -338,6 +338,10 @@ type pkiListenerConfig struct {
 	ServerNames   []string // DNS names of its certificate (default [localhost])
 	BaseURL       string   // as devices reach it, for enrolment links (default https://<Addr>)
 	AdminSubjects []string // admin client certificates (CN or urn:uuid:)
+	// Authority is what the API issues and revokes through (default the
+	// CA itself); serve passes withSessionDisconnect(ca, ...) so that an
+	// admin revocation also disconnects the device's live sessions.
+	Authority pki.Authority
 	Mailer        *pki.Mailer
 	Logger        *zap.Logger
 	AccessLog     *zap.Logger // the access log: token and admin events go there
@@ -372,13 +376,17 @@ func startPKIListener(ctx context.Context, ca *pki.CA, dataDir string, c pkiList
 	if base == "" {
 		base = "https://" + ln.Addr().String()
 	}
-	enr, err := pki.NewEnroller(pki.EnrollConfig{Issuer: ca, Tokens: ca.Tokens(), BaseURL: base, Mailer: c.Mailer,
+	auth := c.Authority
+	if auth == nil {
+		auth = ca
+	}
+	enr, err := pki.NewEnroller(pki.EnrollConfig{Issuer: auth, Tokens: ca.Tokens(), BaseURL: base, Mailer: c.Mailer,
 		Logger: c.Logger, AccessLog: c.AccessLog, Registerer: c.Registerer})
 	if err != nil {
 		ln.Close()
 		return "", nil, err
 	}
-	api, err := pki.NewAPI(pki.APIConfig{CA: ca, Enroller: enr, AdminTokenFile: filepath.Join(dataDir, pki.AdminTokenFileName),
+	api, err := pki.NewAPI(pki.APIConfig{CA: auth, Enroller: enr, AdminTokenFile: filepath.Join(dataDir, pki.AdminTokenFileName),
 		AdminSubjects: c.AdminSubjects, Logger: c.Logger, AccessLog: c.AccessLog, Registerer: c.Registerer})
 	if err != nil {
 		ln.Close()
