@@ -341,11 +341,11 @@ type pkiListenerConfig struct {
 	// Authority is what the API issues and revokes through (default the
 	// CA itself); serve passes withSessionDisconnect(ca, ...) so that an
 	// admin revocation also disconnects the device's live sessions.
-	Authority pki.Authority
-	Mailer        *pki.Mailer
-	Logger        *zap.Logger
-	AccessLog     *zap.Logger // the access log: token and admin events go there
-	Registerer    prometheus.Registerer
+	Authority  pki.Authority
+	Mailer     *pki.Mailer
+	Logger     *zap.Logger
+	AccessLog  *zap.Logger // the access log: token and admin events go there
+	Registerer prometheus.Registerer
 }
 
 // startPKIListener serves the PKI HTTP API for ca on c.Addr until ctx
