@@ -15,8 +15,6 @@ import (
 	"github.com/herts-council/nacd/policy"
 )
 
-type adminCtxKey struct{}
-
 // admin authenticates an admin request: a bearer token equal to the
 // admin token file's, or a verified client certificate of this CA that is
 // not revoked and whose CN or URI SAN is in AdminSubjects. The handler gets
