@@ -37,6 +37,7 @@ type readyInfo struct {
 	RADIUSAuth string
 	RADIUSAcct string
 	Metrics    string
+	RadSec     string // "" when RadSec is disabled
 }
 
 // cmdServe runs `nacd serve` until ctx is done (SIGINT/SIGTERM in main).
@@ -111,7 +112,8 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	defer acct.close()
 
 	rs, err := radius.NewServer(radius.Config{
-		Clients: radiusClients(cfg.Clients),
+		Clients: radiusClientsWithRadSec(cfg.Clients),
+		RadSec:  radsecConfig(cfg),
 		EAPTLS: &eaptls.Config{
 			Certificates:   []tls.Certificate{cfg.TLS.Certificate},
 			MinVersion:     cfg.TLS.MinVersion,
@@ -144,12 +146,27 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		rs.Close()
 		return fmt.Errorf("listen.metrics: %w", err)
 	}
+	errc := make(chan error, 4)
+	radsecAddr, err := listenRadSec(cfg, rs, errc)
+	if err != nil {
+		ln.Close()
+		conn.Close()
+		rs.Close()
+		return err
+	}
+	reloads, err := newReloader(cfgPath, dataDir, cfg, boot, rs, store, logger, reg)
+	if err != nil {
+		ln.Close()
+		conn.Close()
+		rs.Close()
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("POST /-/reload", reloads)
 	acct.routes(mux)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(logger.Named("metrics"))}
 
-	errc := make(chan error, 3)
 	if err := acct.start(runCtx, cfg, rs, accessLog, reg, errc); err != nil {
 		conn.Close()
 		ln.Close()
@@ -167,12 +184,14 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		}
 	}()
 
-	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String()}
+	reloads.watchSignals(runCtx) // after acct.start: the hook reads acct.dyn
+	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String(), RadSec: radsecAddr}
 	logger.Info("ready",
 		zap.String("radius_auth", info.RADIUSAuth),
 		zap.String("radius_acct", info.RADIUSAcct),
 		zap.String("sessions", cfg.Accounting.StoreName()),
 		zap.String("metrics", "http://"+info.Metrics+"/metrics"),
+		zap.String("radsec", info.RadSec),
 		zap.String("config", cfg.Source),
 		zap.String("data_dir", cfg.DataDir),
 		zap.Int("clients", len(cfg.Clients)),
