@@ -563,3 +563,22 @@ func TestCRLRenewedOnTimer(t *testing.T) {
 		t.Fatalf("renewed CRL: %v number %v", err, rl.Number)
 	}
 }
+
+// FuzzRevocationInput: serials and reasons come from operators and the
+// admin API; parsing never panics and accepts only canonical values.
+func FuzzRevocationInput(f *testing.F) {
+	for _, s := range []string{"0x1F", "1f", "de:ad:be:ef", "", "-1", "0", "keyCompromise", "9", "7", "\x00", strings.Repeat("f", 100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, err := parseSerial(s); err == nil {
+			n, ok := new(big.Int).SetString(got, 16)
+			if !ok || n.Sign() <= 0 || n.Text(16) != got {
+				t.Fatalf("parseSerial(%q) = %q", s, got)
+			}
+		}
+		if r, err := ParseRevocationReason(s); err == nil && !r.Valid() {
+			t.Fatalf("ParseRevocationReason(%q) = %d, not a valid reason", s, r)
+		}
+	})
+}
