@@ -76,6 +76,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return cmdPolicyExplain(args[2:], stdout, stderr)
 	case "loadtest":
 		return runLoadtest(args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(args[1:], stdout, stderr)
 	case "sessions":
 		return runSessions(args[1:], stdout, stderr)
 	case "ca":
@@ -103,6 +105,7 @@ func usage(w io.Writer) {
                                                        show the decision for a certificate
   nacd loadtest --server HOST:PORT ...                 lab load generator (nacd loadtest -h)
   nacd sessions list|disconnect ...                   live sessions (asks the running daemon)
+  nacd audit verify|query ...                          check or search the access log (nacd audit -h)
   nacd version                                         print the version
 
 Without --config, nacd reads `+DefaultConfigPath+`, or runs the built-in

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/herts-council/nacd/internal/audit"
 	"github.com/herts-council/nacd/internal/config"
 	"github.com/herts-council/nacd/pki"
 	"github.com/herts-council/nacd/radius"
@@ -99,10 +98,11 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		go renewBootstrap(runCtx, cfg.DataDir, logger)
 	}
 
-	accessLog, accessCloser, err := audit.Open(cfg.Log.AccessLog)
+	accessSink, err := openAccessLog(cfg, logger, reg)
 	if err != nil {
 		return err
 	}
+	accessLog, accessCloser := accessSink.Logger(), accessSink
 	defer accessCloser.Close()
 
 	acct, err := openAccounting(runCtx, cfg, logger, reg)
@@ -129,6 +129,7 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		DuplicateWindow:     cfg.Limits.DuplicateWindow,
 		Logger:              logger.Named("radius"),
 		AccessLog:           accessLog,
+		AuditGate:           accessSink.Gate,
 		Registerer:          reg,
 	})
 	if err != nil {
@@ -165,6 +166,7 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("POST /-/reload", reloads)
 	acct.routes(mux)
+	healthRoutes(mux, readyChecks(cfg, store, acct.table, accessSink))
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(logger.Named("metrics"))}
 
 	if err := acct.start(runCtx, cfg, rs, accessLog, reg, errc); err != nil {
