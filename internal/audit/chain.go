@@ -193,7 +193,9 @@ func OpenSink(opts Options) (*Sink, error) {
 	}
 	s.sealFirst = s.seq + 1
 	s.metrics(opts.Registerer)
-	s.log = zap.New(&core{s: s, enc: s.enc}, zap.ErrorOutput(zapcore.AddSync(io.Discard))) // the sink logs its own errors
+	s.log = zap.New(&core{s: s, enc: s.enc},
+		zap.ErrorOutput(zapcore.AddSync(io.Discard)), // the sink logs its own errors
+		zap.WithClock(sinkClock{opts.Now}))
 	if s.opts.SealKey != nil && s.opts.SealInterval > 0 {
 		go s.ticker()
 	} else {
@@ -692,3 +694,9 @@ func (c *core) Sync() error {
 	}
 	return nil
 }
+
+// sinkClock gives records the sink's clock.
+type sinkClock struct{ now func() time.Time }
+
+func (c sinkClock) Now() time.Time                         { return c.now() }
+func (c sinkClock) NewTicker(d time.Duration) *time.Ticker { return time.NewTicker(d) }

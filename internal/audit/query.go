@@ -129,10 +129,33 @@ func (q *Query) match(r *Record) bool {
 // stops the scan.
 func (q *Query) Run(r io.Reader, fn func(line []byte, rec *Record) error) error {
 	needles := q.needles()
+	// Times in the fixed TimeLayout (UTC) compare as strings.
+	var since, until string
+	if !q.Since.IsZero() {
+		since = q.Since.UTC().Format(TimeLayout)
+	}
+	if !q.Until.IsZero() {
+		until = q.Until.UTC().Format(TimeLayout)
+	}
+	var resultNeedles [][]byte
+	switch q.Result {
+	case "reject":
+		resultNeedles = [][]byte{[]byte(`"nacd.result":"reject"`), []byte(`"event.outcome":"failure"`)}
+	case "accept":
+		resultNeedles = [][]byte{[]byte(`"nacd.result":"accept"`), []byte(`"event.outcome":"success"`)}
+	}
 	var ferr error
 	err := forEachLine(r, func(line []byte) bool {
 		for _, n := range needles {
 			if !bytes.Contains(line, n) {
+				return true
+			}
+		}
+		if resultNeedles != nil && !bytes.Contains(line, resultNeedles[0]) && !bytes.Contains(line, resultNeedles[1]) {
+			return true
+		}
+		if since != "" || until != "" {
+			if t, ok := lineTime(line); ok && ((since != "" && t < since) || (until != "" && t >= until)) {
 				return true
 			}
 		}
@@ -161,4 +184,20 @@ func isPrintableASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// lineTime is the "time" value of a record as written by the sink, without
+// decoding the line.
+func lineTime(line []byte) (string, bool) {
+	const key = `"time":"`
+	const n = len("2006-01-02T15:04:05.000Z") // TimeLayout in UTC
+	i := bytes.Index(line, []byte(key))
+	if i < 0 || len(line) < i+len(key)+n+1 {
+		return "", false
+	}
+	t := line[i+len(key) : i+len(key)+n]
+	if t[n-1] != 'Z' || line[i+len(key)+n] != '"' {
+		return "", false
+	}
+	return string(t), true
 }
