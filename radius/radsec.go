@@ -133,6 +133,10 @@ func (c *RadSecConfig) tlsConfig() (*tls.Config, error) {
 		ClientCAs:    c.ClientCAs,
 		MinVersion:   minV,
 		MaxVersion:   tls.VersionTLS13,
+		// Connections are long-lived; every one proves its certificate
+		// in a full handshake against the current CA bundle, never by
+		// resuming a session from before a reload.
+		SessionTicketsDisabled: true,
 	}, nil
 }
 
