@@ -642,3 +642,25 @@ func TestRadSecCloseEndsHandshakes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRadSecNoResumption: a controller reconnecting with a session cache
+// still gets a full handshake (its certificate checked against the current
+// CA bundle every time).
+func TestRadSecNoResumption(t *testing.T) {
+	e := newRadSecEnv(t, radsecOptions{fake: &fakeFactory{msk: testMSK()}})
+	roots := x509.NewCertPool()
+	roots.AddCert(serverRoot.Cert)
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		raw := e.dialTCP(t, radsecNASIP)
+		c := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "radius.nacd.test", Certificates: []tls.Certificate{e.nas.TLSCertificate()}, ClientSessionCache: cache})
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		ss := signMA(rawPacket(byte(radius.CodeStatusServer), byte(i), randomAuth(t)), radsecSecret)
+		checkRadSecResponse(t, streamExchange(t, c, ss), ss) // also reads any ticket
+		if c.ConnectionState().DidResume {
+			t.Fatalf("connection %d resumed a TLS session", i)
+		}
+		c.Close()
+	}
+	e.waitResult(t, RadSecAccepted, 2)
+}
