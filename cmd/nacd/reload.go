@@ -127,9 +127,7 @@ func (r *reloader) apply() (restart []string, err error) {
 	cfg := l.cfg
 	if cfg.NeedsBootstrap() {
 		if r.boot == nil {
-			if r.boot, err = pki.Bootstrap(cfg.DataDir, r.now()); err != nil {
-				return nil, fmt.Errorf("bootstrap PKI in %s: %w", cfg.DataDir, err)
-			}
+			return nil, errors.New("the new configuration leaves the server certificate, trust anchors or RadSec CA to the bootstrap PKI, which this nacd did not start with: restart nacd to use it")
 		}
 		if err := cfg.UseBootstrap(r.boot); err != nil {
 			return nil, err
