@@ -251,12 +251,16 @@ func SealMessage(seq uint64, hashPrev string, first uint64, at string) []byte {
 }
 
 // Err reports whether the log is currently failing: records are waiting in
-// memory (or were lost) because the last write failed.
+// memory (or were lost) because the last write failed. It first retries
+// writing them.
 func (s *Sink) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errors.New("audit: access log closed")
+	}
+	if len(s.queue) > 0 || s.lost > 0 {
+		s.flushLocked()
 	}
 	if len(s.queue) > 0 || s.lost > 0 {
 		return fmt.Errorf("%w: %d records queued, %d lost: %v", ErrUnavailable, len(s.queue), s.lost, s.lastErr)
