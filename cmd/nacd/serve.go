@@ -22,9 +22,9 @@ import (
 	"github.com/herts-council/nacd/radius/eaptls"
 )
 
-// bootstrapRenewEvery is how often serve re-runs pki.Bootstrap while the
-// bootstrap CA is the trust anchor, so its CRL is renewed before it goes
-// stale (the TrustStore then reloads the file on its next refresh).
+// bootstrapRenewEvery is how often serve re-runs the CA's Bootstrap: the
+// server certificate is renewed at 2/3 of its life and pki/ca.crl (read by
+// `nacd policy explain`) is rewritten before it goes stale.
 const bootstrapRenewEvery = time.Hour
 
 // shutdownTimeout bounds the graceful stop of the metrics server.
@@ -64,12 +64,13 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	defer logger.Sync() //nolint:errcheck // stderr
 
 	var boot *pki.BootstrapResult
-	bootstrapAnchor := cfg.BootstrapAnchors()
+	var localCA *pki.CA // nacd's own CA (smallstep), when the configuration uses it
 	if cfg.NeedsBootstrap() {
-		boot, err = pki.Bootstrap(cfg.DataDir, time.Now())
+		localCA, boot, err = pki.OpenLocal(ctx, pki.CAConfig{DataDir: cfg.DataDir, Logger: logger})
 		if err != nil {
-			return fmt.Errorf("bootstrap PKI in %s: %w", cfg.DataDir, err)
+			return fmt.Errorf("nacd's CA in %s: %w", cfg.DataDir, err)
 		}
+		defer localCA.Close()
 		if err := cfg.UseBootstrap(boot); err != nil {
 			return err
 		}
@@ -94,8 +95,11 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		return fmt.Errorf("trust anchors: %w", err)
 	}
 	store.Start(runCtx)
-	if bootstrapAnchor {
-		go renewBootstrap(runCtx, cfg.DataDir, logger)
+	if localCA != nil {
+		if err := localCA.RegisterMetrics(reg); err != nil {
+			return err
+		}
+		go localCA.RenewBootstrap(runCtx, bootstrapRenewEvery)
 	}
 
 	accessSink, err := openAccessLog(cfg, logger, reg)
@@ -104,6 +108,9 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}
 	accessLog, accessCloser := accessSink.Logger(), accessSink
 	defer accessCloser.Close()
+	if localCA != nil {
+		localCA.SetAccessLog(accessLog)
+	}
 
 	acct, err := openAccounting(runCtx, cfg, logger, reg)
 	if err != nil {
@@ -248,22 +255,6 @@ func anchorNames(as []pki.AnchorConfig) []string {
 		names[i] = a.Name
 	}
 	return names
-}
-
-// renewBootstrap re-runs pki.Bootstrap so the bootstrap CRL is renewed.
-func renewBootstrap(ctx context.Context, dataDir string, logger *zap.Logger) {
-	t := time.NewTicker(bootstrapRenewEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if _, err := pki.Bootstrap(dataDir, now); err != nil {
-				logger.Error("renew bootstrap CRL", zap.String("data_dir", dataDir), zap.Error(err))
-			}
-		}
-	}
 }
 
 func printBootstrap(w io.Writer, b *pki.BootstrapResult) {
