@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -371,8 +372,10 @@ func (s *Sink) resume() error {
 		}
 		rec, err := parseChain(line)
 		if err != nil {
-			if p != s.opts.Path {
-				return fmt.Errorf("audit: resume chain: the last line of %s is not a chained record (%v); move the file aside", p, err)
+			if p != s.opts.Path || firstLineChained(p) {
+				// A torn last record (a crash, power loss) or an edit: do
+				// not guess; the operator verifies and moves it aside.
+				return fmt.Errorf("audit: resume chain: the last line of %s is not a chained record (%v): run nacd audit verify on it and move it aside", p, err)
 			}
 			// A log written before the chain existed: keep it, aside.
 			legacy := p + ".legacy-" + s.now().UTC().Format("20060102T150405Z")
@@ -387,6 +390,19 @@ func (s *Sink) resume() error {
 		return nil
 	}
 	return nil
+}
+
+// firstLineChained reports whether the file's first line is a chained
+// record (the file was written by the sink, not before it existed).
+func firstLineChained(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	line, _ := bufio.NewReaderSize(f, 64<<10).ReadSlice('\n')
+	_, err = parseChain(bytes.TrimRight(line, "\n"))
+	return err == nil
 }
 
 // RotatedFiles lists path's rotated files (path.<timestamp>), oldest first.

@@ -267,3 +267,51 @@ func TestRotateByAge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenTornLog: a chained file whose last record is torn (a crash) is
+// refused, not moved aside or continued; an unchained (pre-chain) file is
+// moved aside.
+func TestOpenTornLog(t *testing.T) {
+	tests := []struct {
+		name      string
+		content   func(path string) []byte
+		wantErr   bool
+		wantAside bool
+	}{
+		{name: "torn last record", wantErr: true, content: func(path string) []byte {
+			s, err := OpenSink(Options{Path: path, SealInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Logger().Info("access-accept")
+			s.Logger().Info("access-accept")
+			s.Close()
+			b, _ := os.ReadFile(path)
+			return b[:len(b)-10]
+		}},
+		{name: "pre-chain log", wantAside: true, content: func(string) []byte { return []byte("{\"msg\":\"access-accept\"}\n") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "access.log")
+			b := tc.content(path)
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := OpenSink(Options{Path: path, SealInterval: -1})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("OpenSink err = %v, want error %t", err, tc.wantErr)
+			}
+			if err == nil {
+				s.Close()
+			}
+			aside, _ := filepath.Glob(path + ".legacy-*")
+			if (len(aside) == 1) != tc.wantAside {
+				t.Errorf("moved aside: %v, want %t", aside, tc.wantAside)
+			}
+			if got, _ := os.ReadFile(path); tc.wantErr && !bytes.Equal(got, b) {
+				t.Error("the torn log was modified")
+			}
+		})
+	}
+}
