@@ -198,6 +198,9 @@ func TestServeAuditMetricsHealth(t *testing.T) {
 			t.Errorf("%s = %v (exported %t), want 0", k, v, ok)
 		}
 	}
+	if v := after["nacd_tls_server_certificate_expiry_timestamp_seconds{}"]; v < float64(time.Now().Unix()) {
+		t.Errorf("nacd_tls_server_certificate_expiry_timestamp_seconds = %v, want the server certificate's future NotAfter", v)
+	}
 	if _, ok := after[fmt.Sprintf(`nacd_build_info{goversion=%q,version=%q}`, goVersion(), version)]; !ok {
 		t.Error("nacd_build_info{version,goversion} not exported")
 	}

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Health endpoints on the metrics listener, for load balancers and
@@ -80,4 +84,23 @@ func writeHealth(w http.ResponseWriter, code int, b healthBody) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(b)
+}
+
+// serverCertExpiry is nacd_tls_server_certificate_expiry_timestamp_seconds:
+// NotAfter of the EAP-TLS server certificate serve loaded (it changes only
+// with a restart). nil when there is no certificate.
+func serverCertExpiry(cert tls.Certificate) prometheus.Collector {
+	leaf := cert.Leaf
+	if leaf == nil && len(cert.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+	}
+	if leaf == nil {
+		return nil
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nacd_tls_server_certificate_expiry_timestamp_seconds",
+		Help: "NotAfter (Unix time) of the EAP-TLS server certificate in use.",
+	})
+	g.Set(float64(leaf.NotAfter.Unix()))
+	return g
 }

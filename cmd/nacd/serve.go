@@ -86,6 +86,9 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfoCollector(),
 	)
+	if c := serverCertExpiry(cfg.TLS.Certificate); c != nil {
+		reg.MustRegister(c)
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
