@@ -141,6 +141,15 @@ func Verify(files []string, pub ed25519.PublicKey) (VerifyResult, error) {
 				sealFirst = rec.seq
 			} else {
 				if verr := linkError(rec, prevSeq, prevHash, prevFile, prevLine, path, lineNo); verr != nil {
+					if verr.Problem == ProblemRemoved {
+						// Swapped, not removed, when the missing record comes next.
+						if next, err := br.ReadBytes('\n'); err == nil {
+							if nr, err := parseChain(bytes.TrimRight(next, "\n")); err == nil && nr.seq == prevSeq+1 {
+								verr.Problem = ProblemReordered
+								verr.Detail = fmt.Sprintf("seq %d comes before seq %d (line %d): records swapped or moved", rec.seq, nr.seq, lineNo+1)
+							}
+						}
+					}
 					f.Close()
 					return res, verr
 				}

@@ -129,7 +129,7 @@ func TestVerify(t *testing.T) {
 			writeLines(t, f[1], append(ls[:2:2], ls[3:]...))
 			return f
 		}},
-		{name: "two swapped records", problem: ProblemRemoved, file: 1, line: 2, tamper: func(t *testing.T, f []string) []string {
+		{name: "two swapped records", problem: ProblemReordered, file: 1, line: 2, tamper: func(t *testing.T, f []string) []string {
 			ls := readLines(t, f[1])
 			ls[1], ls[2] = ls[2], ls[1]
 			writeLines(t, f[1], ls)
@@ -176,6 +176,14 @@ func TestVerify(t *testing.T) {
 				h := hashLine(bytes.TrimRight(ls[j-1], "\n"))
 				ls[j] = hashPrevRE.ReplaceAll(ls[j], []byte(`"hash_prev":"`+h+`"`))
 			}
+			writeLines(t, f[1], ls)
+			return f
+		}},
+		{name: "record moved later", problem: ProblemRemoved, file: 1, line: 2, tamper: func(t *testing.T, f []string) []string {
+			ls := readLines(t, f[1])
+			moved := ls[1]
+			ls = append(ls[:1:1], ls[2:]...)
+			ls = append(ls[:4:4], append([][]byte{moved}, ls[4:]...)...)
 			writeLines(t, f[1], ls)
 			return f
 		}},
