@@ -36,6 +36,7 @@ func openAccessLog(cfg *config.Config, logger *zap.Logger, reg prometheus.Regist
 	}
 	return audit.OpenSink(audit.Options{
 		Path:         cfg.Log.AccessLog,
+		Stream:       cfg.Log.AccessLogStream,
 		MaxSize:      cfg.Log.AccessLogMaxSize,
 		MaxAge:       cfg.Log.AccessLogMaxAge,
 		SealKey:      key,

@@ -92,6 +92,7 @@ var ErrUnavailable = errors.New("audit: access log cannot be written")
 // Options configures a Sink.
 type Options struct {
 	Path         string        // file, "stdout", "stderr" or "syslog"
+	Stream       string        // also copy every written record to "stdout", "stderr" or "syslog"; "" none
 	MaxSize      int64         // rotate a file before it exceeds this many bytes; 0: never
 	MaxAge       time.Duration // rotate a file older than this; 0: never
 	SealKey      ed25519.PrivateKey
@@ -136,8 +137,10 @@ type Sink struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mRecords, mErrors, mSeals, mLost, mRotations prometheus.Counter
-	mQueued                                      prometheus.GaugeFunc
+	stream io.Writer // copy of each written record (best effort)
+
+	mRecords, mErrors, mSeals, mLost, mRotations, mStreamErrors prometheus.Counter
+	mQueued                                                     prometheus.GaugeFunc
 }
 
 // OpenSink opens the sink. For a file it continues the chain of the file
@@ -171,16 +174,12 @@ func OpenSink(opts Options) (*Sink, error) {
 		s.w = opts.writer
 	case opts.Path == "":
 		return nil, errors.New("audit: access log path is empty")
-	case opts.Path == Stdout:
-		s.w = os.Stdout
-	case opts.Path == Stderr:
-		s.w = os.Stderr
-	case opts.Path == Syslog:
-		w, err := syslog.New(syslog.LOG_INFO|syslog.LOG_AUTH, "nacd")
+	case opts.Path == Stdout, opts.Path == Stderr, opts.Path == Syslog:
+		w, err := openStream(opts.Path)
 		if err != nil {
-			return nil, fmt.Errorf("audit: syslog: %w", err)
+			return nil, err
 		}
-		s.w = &syslogWriter{w}
+		s.w = w
 	default:
 		if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 			return nil, fmt.Errorf("audit: open access log: %w", err)
@@ -191,6 +190,16 @@ func OpenSink(opts Options) (*Sink, error) {
 		if err := s.openFile(); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Stream != "" {
+		w, err := openStream(opts.Stream)
+		if err != nil {
+			if s.file != nil {
+				s.file.Close()
+			}
+			return nil, err
+		}
+		s.stream = w
 	}
 	s.sealFirst = s.seq + 1
 	s.metrics(opts.Registerer)
@@ -203,6 +212,27 @@ func OpenSink(opts Options) (*Sink, error) {
 		close(s.done)
 	}
 	return s, nil
+}
+
+// syslogDial connects to the local syslog daemon (tests replace it).
+var syslogDial = func() (*syslog.Writer, error) { return syslog.New(syslog.LOG_INFO|syslog.LOG_AUTH, "nacd") }
+
+// openStream opens "stdout", "stderr" or "syslog" (the local socket,
+// facility auth, tag nacd).
+func openStream(name string) (io.Writer, error) {
+	switch name {
+	case Stdout:
+		return os.Stdout, nil
+	case Stderr:
+		return os.Stderr, nil
+	case Syslog:
+		w, err := syslogDial()
+		if err != nil {
+			return nil, fmt.Errorf("audit: syslog: %w", err)
+		}
+		return &syslogWriter{w}, nil
+	}
+	return nil, fmt.Errorf("audit: %q is not a stream (stdout, stderr or syslog)", name)
 }
 
 // syslogWriter sends one record per message, without the newline.
@@ -224,6 +254,7 @@ func (s *Sink) metrics(reg prometheus.Registerer) {
 	s.mSeals = c("nacd_audit_seals_total", "Signed seal records written to the audit log.")
 	s.mLost = c("nacd_audit_records_lost_total", "Audit records dropped because the retry queue was full.")
 	s.mRotations = c("nacd_audit_rotations_total", "Audit log file rotations.")
+	s.mStreamErrors = c("nacd_audit_stream_errors_total", "Failed copies of audit records to log.access_log_stream (the file is not affected).")
 	s.mQueued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nacd_audit_queued_records",
 		Help: "Audit records waiting in memory for the log to become writable."}, func() float64 {
 		s.mu.Lock()
@@ -231,7 +262,7 @@ func (s *Sink) metrics(reg prometheus.Registerer) {
 		return float64(len(s.queue))
 	})
 	if reg != nil {
-		reg.MustRegister(s.mRecords, s.mErrors, s.mSeals, s.mLost, s.mRotations, s.mQueued)
+		reg.MustRegister(s.mRecords, s.mErrors, s.mSeals, s.mLost, s.mRotations, s.mStreamErrors, s.mQueued)
 	}
 }
 
@@ -623,6 +654,12 @@ func (s *Sink) tryWrite(rec []byte) bool {
 	}
 	s.size += int64(n)
 	s.mRecords.Inc()
+	if s.stream != nil {
+		// A copy for a SIEM: best effort, never gates the file.
+		if _, err := s.stream.Write(rec); err != nil {
+			s.mStreamErrors.Inc()
+		}
+	}
 	return true
 }
 

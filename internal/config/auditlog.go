@@ -15,7 +15,7 @@ const (
 
 // validateAuditLog reads the audit-log keys of log: access_log_max_size
 // (bytes, or with a KiB/MiB/GiB suffix), access_log_max_age (a duration),
-// on_write_error, audit_seal_every, audit_seal_interval.
+// on_write_error, audit_seal_every, audit_seal_interval, access_log_stream.
 func validateAuditLog(ps *problems, raw *rawLog, l *Log) {
 	if raw.AccessLogMaxSize != "" {
 		n, ok := parseSize(raw.AccessLogMaxSize)
@@ -35,6 +35,16 @@ func validateAuditLog(ps *problems, raw *rawLog, l *Log) {
 	}
 	l.AuditSealEvery = intField(ps, "log.audit_seal_every", raw.AuditSealEvery, DefaultAuditSealEvery, 1, 1<<30)
 	l.AuditSealInterval = duration(ps, "log.audit_seal_interval", raw.AuditSealInterval, DefaultAuditSealInterval, time.Second)
+	switch raw.AccessLogStream {
+	case "":
+	case "stdout", "stderr", "syslog":
+		if raw.AccessLogStream == l.AccessLog {
+			ps.add("log.access_log_stream", "%q is already log.access_log", raw.AccessLogStream)
+		}
+		l.AccessLogStream = raw.AccessLogStream
+	default:
+		ps.add("log.access_log_stream", "%q is not a stream (want stdout, stderr or syslog)", raw.AccessLogStream)
+	}
 	if (l.AccessLogMaxSize > 0 || l.AccessLogMaxAge > 0) && isStream(l.AccessLog) {
 		ps.add("log.access_log_max_size", "rotation needs log.access_log to be a file, not %q", l.AccessLog)
 	}

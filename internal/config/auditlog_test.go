@@ -29,6 +29,13 @@ func TestAuditLogFields(t *testing.T) {
 				t.Errorf("size = %d", l.AccessLogMaxSize)
 			}
 		}},
+		{name: "stream", log: "  access_log: /x/a.log\n  access_log_stream: syslog\n", check: func(t *testing.T, l Log) {
+			if l.AccessLogStream != "syslog" {
+				t.Errorf("stream = %q", l.AccessLogStream)
+			}
+		}},
+		{name: "stream same as the log", log: "  access_log: stdout\n  access_log_stream: stdout\n", wantErr: "log.access_log_stream"},
+		{name: "bad stream", log: "  access_log_stream: kafka\n", wantErr: "log.access_log_stream"},
 		{name: "bad policy", log: "  on_write_error: ignore\n", wantErr: "log.on_write_error"},
 		{name: "bad size", log: "  access_log: /x/a.log\n  access_log_max_size: lots\n", wantErr: "log.access_log_max_size"},
 		{name: "tiny size", log: "  access_log: /x/a.log\n  access_log_max_size: 10\n", wantErr: "log.access_log_max_size"},

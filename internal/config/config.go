@@ -170,6 +170,7 @@ type Log struct {
 	OnWriteError      string        // fail_closed_il3 (default) | fail_closed | keep_serving
 	AuditSealEvery    int           // seal every N records
 	AuditSealInterval time.Duration // and every T with unsealed records
+	AccessLogStream   string        // also copy each record to "stdout", "stderr" or "syslog"; "" none
 }
 
 // BootstrapTLS reports whether the EAP-TLS server certificate must come

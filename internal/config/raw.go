@@ -124,4 +124,5 @@ type rawLog struct {
 	OnWriteError      string `yaml:"on_write_error"`
 	AuditSealEvery    *int   `yaml:"audit_seal_every"`
 	AuditSealInterval string `yaml:"audit_seal_interval"`
+	AccessLogStream   string `yaml:"access_log_stream"`
 }
