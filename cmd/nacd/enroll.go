@@ -334,8 +334,13 @@ func newCLIMailer(f inviteFlags) (*pki.Mailer, error) {
 
 // pkiListenerConfig configures the PKI HTTP listener of nacd serve.
 type pkiListenerConfig struct {
-	Addr          string   // listen address (design default 127.0.0.1:9443)
-	ServerNames   []string // DNS names of its certificate (default [localhost])
+	Addr string // listen address (design default 127.0.0.1:9443)
+	// Certificate is the listener's TLS certificate; serve passes the
+	// EAP-TLS server certificate (cfg.TLS.Certificate, issued by the CA) so
+	// the CA keeps one server certificate. Nil: CA.ServerCertificate for
+	// ServerNames (default [localhost]).
+	Certificate   *tls.Certificate
+	ServerNames   []string
 	BaseURL       string   // as devices reach it, for enrolment links (default https://<Addr>)
 	AdminSubjects []string // admin client certificates (CN or urn:uuid:)
 	// Authority is what the API issues and revokes through (default the
@@ -357,16 +362,20 @@ type pkiListenerConfig struct {
 //
 // This is the one call nacd serve needs once it runs the CA.
 func startPKIListener(ctx context.Context, ca *pki.CA, dataDir string, c pkiListenerConfig) (string, <-chan error, error) {
-	if len(c.ServerNames) == 0 {
-		c.ServerNames = []string{"localhost"}
-	}
-	certFile, keyFile, err := ca.ServerCertificate(ctx, c.ServerNames)
-	if err != nil {
-		return "", nil, fmt.Errorf("PKI listener certificate: %w", err)
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return "", nil, fmt.Errorf("PKI listener certificate: %w", err)
+	var cert tls.Certificate
+	if c.Certificate != nil {
+		cert = *c.Certificate
+	} else {
+		if len(c.ServerNames) == 0 {
+			c.ServerNames = []string{"localhost"}
+		}
+		certFile, keyFile, err := ca.ServerCertificate(ctx, c.ServerNames)
+		if err != nil {
+			return "", nil, fmt.Errorf("PKI listener certificate: %w", err)
+		}
+		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return "", nil, fmt.Errorf("PKI listener certificate: %w", err)
+		}
 	}
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -105,33 +105,14 @@ func testLifecycle(t *testing.T, bin, store string) {
 	defer cancel()
 	dir := t.TempDir()
 
-	// The CA and its PKI HTTPS API (with the admin token file).
-	ca, err := pki.OpenCA(ctx, pki.CAConfig{DataDir: dir, Store: lifecycleDSN(t, store)})
+	// As nacd serve does: nacd's CA (pki.OpenLocal) supplies the EAP-TLS
+	// server certificate and the nacd-local anchor, whose revocations come
+	// from the CA's store; the built-in configuration's clients and policy.
+	ca, boot, err := pki.OpenLocal(ctx, pki.CAConfig{DataDir: dir, Store: lifecycleDSN(t, store)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ca.Close()
-	// One server certificate for EAP-TLS and the PKI listener (the CA keeps
-	// one, re-issued when asked for other names).
-	names := []string{pki.BootstrapServerName, "localhost"}
-	pkiAddr, pkiDone, err := startPKIListener(ctx, ca, dir, pkiListenerConfig{Addr: "127.0.0.1:0", ServerNames: names,
-		AccessLog: zap.NewNop(), Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); <-pkiDone }()
-	pkiURL := "https://" + pkiAddr
-	certFile, keyFile, err := ca.ServerCertificate(ctx, names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The RADIUS server: the built-in configuration's clients and policy,
-	// the CA as the only trust anchor (revocations from its store).
 	secret, _, err := config.EnsureSecretFile(config.SecretPath(dir))
 	if err != nil {
 		t.Fatal(err)
@@ -140,18 +121,33 @@ func testLifecycle(t *testing.T, bin, store string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trust, err := pki.NewTrustStore([]pki.AnchorConfig{ca.Anchor()})
+	if err := cfg.UseBootstrap(boot); err != nil {
+		t.Fatal(err)
+	}
+	trust, err := pki.NewTrustStore(cfg.TrustAnchors)
 	if err != nil {
 		t.Fatal(err)
 	}
 	core, accessLogs := observer.New(zapcore.InfoLevel)
+	accessLog := zap.New(core)
+	ca.SetAccessLog(accessLog)
+
+	// The PKI listener (what serve would start), on the RADIUS certificate.
+	pkiAddr, pkiDone, err := startPKIListener(ctx, ca, dir, pkiListenerConfig{Addr: "127.0.0.1:0", Certificate: &cfg.TLS.Certificate,
+		AccessLog: accessLog, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-pkiDone }()
+	pkiURL := "https://" + pkiAddr
+
 	rs, err := radius.NewServer(radius.Config{
 		Clients:    radiusClients(cfg.Clients),
-		EAPTLS:     &eaptls.Config{Certificates: []tls.Certificate{serverCert}},
+		EAPTLS:     &eaptls.Config{Certificates: []tls.Certificate{cfg.TLS.Certificate}},
 		Verifier:   trust,
 		Policy:     cfg.Policy,
 		Logger:     zap.NewNop(),
-		AccessLog:  zap.New(core),
+		AccessLog:  accessLog,
 		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
@@ -163,6 +159,7 @@ func testLifecycle(t *testing.T, bin, store string) {
 	}
 	go func() { _ = rs.Serve(conn) }()
 	defer rs.Close()
+	caFile := boot.CACert
 
 	personas := []struct {
 		name              string
@@ -189,7 +186,7 @@ func testLifecycle(t *testing.T, bin, store string) {
 			eapol := func() *eapoltest.Result {
 				t.Helper()
 				res, err := eapoltest.Run(ctx, eapoltest.Options{Binary: bin, Server: conn.LocalAddr().String(), Secret: secret,
-					CACert: pki.CARootFile(dir), ClientCert: chainFile, ClientKey: keyFile, Timeout: 20 * time.Second})
+					CACert: caFile, ClientCert: chainFile, ClientKey: keyFile, Timeout: 20 * time.Second})
 				if err != nil {
 					t.Fatalf("eapol_test: %v", err)
 				}
@@ -241,14 +238,29 @@ func testLifecycle(t *testing.T, bin, store string) {
 			}
 		})
 	}
+	// One access log holds the authentications and the PKI events: who
+	// invited, which token was used for which certificate, who revoked it.
+	seen := map[string]int{}
+	for _, l := range accessLogs.All() {
+		seen[l.Message]++
+	}
+	for _, msg := range []string{"token-created", "token-used", "certificate-issued", "admin-revoke", "certificate-revoked", "access-accept", "access-reject"} {
+		if seen[msg] == 0 {
+			t.Errorf("no %q record in the access log (have %v)", msg, seen)
+		}
+	}
 }
 
+// lastAccess is the last RADIUS access record (msg access-accept or
+// access-reject; the CA's and the PKI API's records share the log).
 func lastAccess(logs *observer.ObservedLogs) map[string]any {
 	all := logs.All()
-	if len(all) == 0 {
-		return nil
+	for i := len(all) - 1; i >= 0; i-- {
+		if m := all[i].Message; m == "access-accept" || m == "access-reject" {
+			return all[i].ContextMap()
+		}
 	}
-	return all[len(all)-1].ContextMap()
+	return nil
 }
 
 func writePEM(t *testing.T, path, typ string, ders ...[]byte) {
