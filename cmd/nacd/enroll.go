@@ -279,7 +279,7 @@ func isNotListening(err error) bool {
 // inviteLocal opens the CA in the data dir (no nacd running) and creates
 // the token in its store.
 func inviteLocal(ctx context.Context, f inviteFlags, inv pki.Invite) (pki.InviteResponse, string, error) {
-	ca, err := pki.OpenCA(ctx, pki.CAConfig{DataDir: f.dataDir})
+	ca, err := openCAWithin(ctx, pki.CAConfig{DataDir: f.dataDir}, openCATimeout)
 	if err != nil {
 		return pki.InviteResponse{}, "", fmt.Errorf("no nacd at %s, and the CA in %s: %w", f.server, f.dataDir, err)
 	}
@@ -294,6 +294,37 @@ func inviteLocal(ctx context.Context, f inviteFlags, inv pki.Invite) (pki.Invite
 		return pki.InviteResponse{}, "", err
 	}
 	return pki.NewInviteResponse(out), "in the store of " + f.dataDir, nil
+}
+
+// openCATimeout bounds the wait for the CA's store: the embedded (bbolt)
+// store is locked while another process (nacd serve) has it open.
+const openCATimeout = 15 * time.Second
+
+// openCAWithin is pki.OpenCA that gives up after d (the open goes on in
+// the background and is closed if it ever completes).
+func openCAWithin(ctx context.Context, cfg pki.CAConfig, d time.Duration) (*pki.CA, error) {
+	type result struct {
+		ca  *pki.CA
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ca, err := pki.OpenCA(ctx, cfg)
+		ch <- result{ca, err}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.ca, r.err
+	case <-t.C:
+		go func() {
+			if r := <-ch; r.ca != nil {
+				r.ca.Close()
+			}
+		}()
+		return nil, fmt.Errorf("its store is still locked after %s: is nacd serve running without its PKI listener? (use --server)", d)
+	}
 }
 
 func currentUser() string {

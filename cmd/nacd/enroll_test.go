@@ -299,3 +299,16 @@ func TestEnrollInviteMailed(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestEnrollInviteLockedStoreGivesUp(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.OpenCA(context.Background(), pki.CAConfig{DataDir: dir}) // holds the bbolt lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	_, err = openCAWithin(context.Background(), pki.CAConfig{DataDir: dir}, 500*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second open of a locked store: %v", err)
+	}
+}
