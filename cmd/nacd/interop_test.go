@@ -11,8 +11,8 @@ package main
 // own): personas, fragmentation (long chain, fragment_size 500 both ways),
 // edge cases (TLS 1.2 without EMS, PEAP-only NAK, no client certificate,
 // wrong secret, unknown NAS), reauthentication, stale CRL, revocation
-// without restart, a concurrent burst, behind a FreeRADIUS proxy, an IPv6
-// NAS. Under `go test -race` the nacd binary is race-built too.
+// without restart, a concurrent burst, behind a FreeRADIUS proxy (UDP and
+// RadSec), an IPv6 NAS, a policy reload on SIGHUP. Under `go test -race` the nacd binary is race-built too.
 //
 // Environment: NACD_INTEROP_BIN tests a prebuilt binary instead of building
 // this package; EAPOLTEST_CAPTURE_DIR keeps every eapol_test output.
@@ -565,10 +565,8 @@ func TestInterop(t *testing.T) {
 		{"concurrent burst", interopBurst},
 		{"behind a FreeRADIUS proxy", interopBehindProxy},
 		{"ipv6 NAS", interopIPv6},
-		// Enabled once serve wires the reloader (cmd/nacd/reload.go):
-		// {"policy reload without restart", interopReload},
-		// Enabled once `nacd serve` listens on RadSec (cmd/nacd/radsec.go
-		// is being written): {"behind a FreeRADIUS RadSec proxy", interopBehindRadSecProxy},
+		{"policy reload without restart", interopReload},
+		{"behind a FreeRADIUS RadSec proxy", interopBehindRadSecProxy},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
@@ -990,8 +988,6 @@ func interopBehindProxy(t *testing.T, bin, eapolTest string) {
 // -> RadSec (RFC 6614: TCP + mutual TLS, secret "radsec") -> nacd. The
 // proxy's client certificate names "proxy.test", the Wallfields client's
 // radsec identity.
-var _ = interopBehindRadSecProxy // not yet in TestInterop's groups, see there
-
 func interopBehindRadSecProxy(t *testing.T, bin, eapolTest string) {
 	freeradiustest.Binary(t)
 	var ps []persona
@@ -1014,42 +1010,44 @@ func interopBehindRadSecProxy(t *testing.T, bin, eapolTest string) {
 		Proxy: &freeradiustest.Proxy{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(radsecPort)),
 			TLS: &freeradiustest.ProxyTLS{CertFile: proxyCert.Chain, KeyFile: proxyCert.Key, CAFile: p.rootFile}},
 	})
-	for pi, pc := range ps {
-		for vi, ver := range []string{"1.2", "1.3"} {
-			t.Run("tls"+ver+"/"+pc.name, func(t *testing.T) {
-				t.Parallel()
-				mac := fmt.Sprintf("02-00-00-00-%s%d-%02X", "B", vi, pi)
-				files := p.personaFiles[pc.name]
-				res := runEapolTest(t, eapolTest, eapoltest.Options{
-					Server: proxy.Addr, Secret: proxy.Secret, CACert: p.rootFile,
-					ClientCert: files.Chain, ClientKey: files.Key,
-					Identity: identityFor(pc.device), TLSVersion: ver,
-					MAC: strings.ReplaceAll(mac, "-", ":"),
+	t.Run("runs", func(t *testing.T) { // the parallel runs end before the checks below
+		for pi, pc := range ps {
+			for vi, ver := range []string{"1.2", "1.3"} {
+				t.Run("tls"+ver+"/"+pc.name, func(t *testing.T) {
+					t.Parallel()
+					mac := fmt.Sprintf("02-00-00-00-%s%d-%02X", "B", vi, pi)
+					files := p.personaFiles[pc.name]
+					res := runEapolTest(t, eapolTest, eapoltest.Options{
+						Server: proxy.Addr, Secret: proxy.Secret, CACert: p.rootFile,
+						ClientCert: files.Chain, ClientKey: files.Key,
+						Identity: identityFor(pc.device), TLSVersion: ver,
+						MAC: strings.ReplaceAll(mac, "-", ":"),
+					})
+					if !pc.accept {
+						if !res.Rejected() {
+							t.Fatalf("want Access-Reject through RadSec; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
+						}
+						// nacd itself decided (not the proxy, e.g. with
+						// its home server unreachable).
+						l := accessLogLineFor(t, n, mac)
+						if l.str("nacd.result") != "reject" || l.str("event.reason") != pc.reason {
+							t.Errorf("nacd access log: result %q reason %q, want reject/%s", l.str("nacd.result"), l.str("event.reason"), pc.reason)
+						}
+						return
+					}
+					if !res.Success {
+						t.Fatalf("want SUCCESS through RadSec; got code=%q timed out=%v\n--- proxy log ---\n%s", res.Code, res.TimedOut, tailLines(proxy.Log(), 40))
+					}
+					if !res.MPPEKeysOK || res.CheckKeys() != nil {
+						t.Errorf("MPPE keys through RadSec: eapol_test ok=%v, check %v", res.MPPEKeysOK, res.CheckKeys())
+					}
+					if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(pc.vlan) {
+						t.Errorf("VLAN %q through RadSec, want %d", got, pc.vlan)
+					}
 				})
-				if !pc.accept {
-					if !res.Rejected() {
-						t.Fatalf("want Access-Reject through RadSec; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
-					}
-					// nacd itself decided (not the proxy, e.g. with
-					// its home server unreachable).
-					l := accessLogLineFor(t, n, mac)
-					if l.str("nacd.result") != "reject" || l.str("event.reason") != pc.reason {
-						t.Errorf("nacd access log: result %q reason %q, want reject/%s", l.str("nacd.result"), l.str("event.reason"), pc.reason)
-					}
-					return
-				}
-				if !res.Success {
-					t.Fatalf("want SUCCESS through RadSec; got code=%q timed out=%v\n--- proxy log ---\n%s", res.Code, res.TimedOut, tailLines(proxy.Log(), 40))
-				}
-				if !res.MPPEKeysOK || res.CheckKeys() != nil {
-					t.Errorf("MPPE keys through RadSec: eapol_test ok=%v, check %v", res.MPPEKeysOK, res.CheckKeys())
-				}
-				if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(pc.vlan) {
-					t.Errorf("VLAN %q through RadSec, want %d", got, pc.vlan)
-				}
-			})
+			}
 		}
-	}
+	})
 	lines, _ := readAccessLog(t, n.accessLog)
 	if len(lines) != 2*len(ps) {
 		t.Errorf("%d access log lines, want %d", len(lines), 2*len(ps))
@@ -1060,8 +1058,6 @@ func interopBehindRadSecProxy(t *testing.T, bin, eapolTest string) {
 		t.Errorf(`nacd_radius_radsec_connections_total{result="accepted"} = %v, want >= 1`, got)
 	}
 }
-
-var _ = interopReload // not yet in TestInterop's groups, see there
 
 // interopReload: the Wallfields general VLAN changes in the config file;
 // SIGHUP applies it without a restart and the next authentication lands on
