@@ -31,6 +31,7 @@ var packages = map[string]string{
 	"psql":             "postgresql-client",
 	"python3":          "python3",
 	"aiosmtpd":         "python3-aiosmtpd",
+	"curl":             "curl",
 	"promtool":         "prometheus",
 	"systemd-analyze":  "systemd",
 	"systemd-sysusers": "systemd",
