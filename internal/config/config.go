@@ -91,6 +91,8 @@ type Config struct {
 	Accounting Accounting
 	// DynAuth configures Disconnect/CoA requests to the NASes (RFC 5176).
 	DynAuth DynAuth
+	// PKI configures the PKI listener's admin access and invitation mail.
+	PKI PKI
 }
 
 // Listen holds the listener addresses (host:port).
@@ -100,6 +102,9 @@ type Listen struct {
 	Metrics    string
 	// RadSec is the RadSec TCP address; "" when RadSec is disabled.
 	RadSec string
+	// PKI is the PKI HTTP listener (enrolment, admin API, /crl, /ocsp) of
+	// nacd's own CA; "" disables it. Default DefaultPKI.
+	PKI string
 }
 
 // Secret is a shared secret. It never prints: every fmt verb gives
@@ -150,6 +155,10 @@ type TLS struct {
 	MaxVersion        uint16
 	FragmentSize      int
 	MaxMessageSize    int
+	// CurvePreferences are the key exchange names (validated with
+	// eaptls.ParseCurvePreferences); empty: Go's defaults, post-quantum
+	// hybrid first.
+	CurvePreferences []string
 }
 
 // Limits bounds the RADIUS server.

@@ -124,7 +124,7 @@ func TestBuiltin(t *testing.T) {
 	if want := []string{"Wallfields", "Hertford Theatre", "Bishops Stortford"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("sites = %v, want %v", names, want)
 	}
-	want := Listen{RADIUSAuth: "127.0.0.1:1812", RADIUSAcct: "127.0.0.1:1813", Metrics: "127.0.0.1:9812"}
+	want := Listen{RADIUSAuth: "127.0.0.1:1812", RADIUSAcct: "127.0.0.1:1813", Metrics: "127.0.0.1:9812", PKI: DefaultPKI}
 	if cfg.Listen != want {
 		t.Errorf("Listen = %+v, want %+v", cfg.Listen, want)
 	}

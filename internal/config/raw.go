@@ -18,6 +18,7 @@ type rawConfig struct {
 	RadSec       rawRadSec     `yaml:"radsec"`
 	Accounting   rawAccounting `yaml:"accounting"`
 	DynAuth      rawDynAuth    `yaml:"dynauth"`
+	PKI          rawPKI        `yaml:"pki"`
 }
 
 type rawListen struct {
@@ -25,6 +26,8 @@ type rawListen struct {
 	RADIUSAcct string `yaml:"radius_acct"`
 	Metrics    string `yaml:"metrics"`
 	RadSec     string `yaml:"radsec"`
+	// PKI is a pointer: absent gives the default, "" disables.
+	PKI *string `yaml:"pki"`
 }
 
 type rawClient struct {
@@ -60,6 +63,8 @@ type rawTLS struct {
 	MaxVersion     string `yaml:"max_version"`
 	FragmentSize   *int   `yaml:"fragment_size"`
 	MaxMessageSize *int   `yaml:"max_message_size"`
+	// CurvePreferences are key exchange names (eaptls.ParseCurvePreferences).
+	CurvePreferences []string `yaml:"curve_preferences"`
 }
 
 type rawAnchor struct {

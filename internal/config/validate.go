@@ -20,6 +20,7 @@ import (
 
 	"github.com/herts-council/nacd/pki"
 	"github.com/herts-council/nacd/policy"
+	"github.com/herts-council/nacd/radius/eaptls"
 )
 
 // build validates raw into a Config, adding every problem to ps. The
@@ -43,6 +44,7 @@ func build(raw *rawConfig, ps *problems) *Config {
 	buildPolicy(raw, cfg, ps, sitePaths, anchorNames)
 	buildRadSec(raw, cfg, ps)
 	buildAccounting(raw, cfg, ps)
+	buildPKI(raw, cfg, ps)
 
 	cfg.Limits = Limits{
 		MaxConversations:    intField(ps, "limits.max_conversations", raw.Limits.MaxConversations, DefaultMaxConversations, 1, 1<<24),
@@ -315,6 +317,10 @@ func buildTLS(raw *rawConfig, cfg *Config, ps *problems) {
 	}
 	t.FragmentSize = intField(ps, "tls.fragment_size", rt.FragmentSize, DefaultFragmentSize, 64, 4000)
 	t.MaxMessageSize = intField(ps, "tls.max_message_size", rt.MaxMessageSize, DefaultMaxMessageSize, 4096, 1<<24)
+	if _, err := eaptls.ParseCurvePreferences(rt.CurvePreferences); err != nil {
+		ps.add("tls.curve_preferences", "%s", strings.TrimPrefix(err.Error(), "eaptls: "))
+	}
+	t.CurvePreferences = rt.CurvePreferences
 	cfg.TLS = t
 }
 
