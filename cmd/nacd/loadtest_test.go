@@ -56,7 +56,7 @@ func TestLoadtestAgainstServe(t *testing.T) {
 	addr := probe.LocalAddr().String()
 	probe.Close()
 	secret := "loadtest-cli-secret-0123456789"
-	cfg := strings.NewReplacer("127.0.0.1:1812 ", addr+" ", "127.0.0.1:1813 ", "127.0.0.1:0 ", "127.0.0.1:9812 ", "127.0.0.1:0 ",
+	cfg := strings.NewReplacer("127.0.0.1:1812 ", addr+" ", "127.0.0.1:1813 ", "127.0.0.1:0 ", "127.0.0.1:9812 ", "127.0.0.1:0 ", "127.0.0.1:9443 ", "127.0.0.1:0 ",
 		"secret_file: ./nacd-data/radius-secret", fmt.Sprintf("secret: %q", secret),
 		"data_dir: ./nacd-data", "data_dir: "+filepath.Join(dir, "data"),
 		"access_log: stdout", "access_log: "+filepath.Join(dir, "access.log"))

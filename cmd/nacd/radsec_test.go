@@ -44,6 +44,7 @@ func TestServeRadSec(t *testing.T) {
 			"127.0.0.1:1812 ", radiusAddr+" ",
 			"127.0.0.1:1813 ", "127.0.0.1:0 ",
 			"127.0.0.1:9812 ", metricsAddr+" ",
+			"127.0.0.1:9443 ", "127.0.0.1:0 ",
 			"  # radsec: 127.0.0.1:2083 ", "  radsec: "+radsecAddr+" ",
 			"secret_file: ./nacd-data/radius-secret", `secret: "serve-radsec-udp-secret-0123456789"`,
 			"data_dir: ./nacd-data", "data_dir: "+filepath.Join(dir, "data"),

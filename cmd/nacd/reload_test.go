@@ -43,7 +43,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := strings.NewReplacer("127.0.0.1:1812 ", radiusAddr+" ", "127.0.0.1:1813 ", "127.0.0.1:0 ", "127.0.0.1:9812 ", metricsAddr+" ",
+	base := strings.NewReplacer("127.0.0.1:1812 ", radiusAddr+" ", "127.0.0.1:1813 ", "127.0.0.1:0 ", "127.0.0.1:9812 ", metricsAddr+" ", "127.0.0.1:9443 ", "127.0.0.1:0 ",
 		"secret_file: ./nacd-data/radius-secret", fmt.Sprintf("secret: %q", secret),
 		"data_dir: ./nacd-data", "data_dir: "+filepath.Join(dir, "data"),
 		"access_log: stdout", "access_log: "+filepath.Join(dir, "access.log")).Replace(string(example))

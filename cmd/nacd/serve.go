@@ -37,6 +37,7 @@ type readyInfo struct {
 	RADIUSAcct string
 	Metrics    string
 	RadSec     string // "" when RadSec is disabled
+	PKI        string // "" when the PKI listener is not running
 }
 
 // cmdServe runs `nacd serve` until ctx is done (SIGINT/SIGTERM in main).
@@ -66,7 +67,8 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	var boot *pki.BootstrapResult
 	var localCA *pki.CA // nacd's own CA (smallstep), when the configuration uses it
 	if cfg.NeedsBootstrap() {
-		localCA, boot, err = pki.OpenLocal(ctx, pki.CAConfig{DataDir: cfg.DataDir, Logger: logger})
+		crlURL, ocspURL := config.PKIURLs(cfg.Listen.PKI)
+		localCA, boot, err = pki.OpenLocal(ctx, pki.CAConfig{DataDir: cfg.DataDir, Logger: logger, CRLURL: crlURL, OCSPURL: ocspURL})
 		if err != nil {
 			return fmt.Errorf("nacd's CA in %s: %w", cfg.DataDir, err)
 		}
@@ -121,15 +123,27 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}
 	defer acct.close()
 
+	curves, err := eaptls.ParseCurvePreferences(cfg.TLS.CurvePreferences)
+	if err != nil {
+		return fmt.Errorf("tls.curve_preferences: %w", err)
+	}
+	var mailer *pki.Mailer
+	if cfg.PKI.Mail != nil {
+		if mailer, err = pki.NewMailer(*cfg.PKI.Mail); err != nil {
+			return fmt.Errorf("pki.smtp: %w", err)
+		}
+	}
+
 	rs, err := radius.NewServer(radius.Config{
 		Clients: radiusClientsWithRadSec(cfg.Clients),
 		RadSec:  radsecConfig(cfg),
 		EAPTLS: &eaptls.Config{
-			Certificates:   []tls.Certificate{cfg.TLS.Certificate},
-			MinVersion:     cfg.TLS.MinVersion,
-			MaxVersion:     cfg.TLS.MaxVersion,
-			FragmentSize:   cfg.TLS.FragmentSize,
-			MaxMessageSize: cfg.TLS.MaxMessageSize,
+			Certificates:     []tls.Certificate{cfg.TLS.Certificate},
+			MinVersion:       cfg.TLS.MinVersion,
+			MaxVersion:       cfg.TLS.MaxVersion,
+			FragmentSize:     cfg.TLS.FragmentSize,
+			MaxMessageSize:   cfg.TLS.MaxMessageSize,
+			CurvePreferences: curves,
 		},
 		Verifier:            store,
 		Policy:              cfg.Policy,
@@ -185,6 +199,35 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		rs.Close()
 		return err
 	}
+	reloads.afterReload = reconcileAfterReload(runCtx, acct.dyn, logger)
+	var pkiAddr string
+	var pkiStopped chan struct{}
+	if localCA != nil && cfg.Listen.PKI != "" {
+		// The admin API revokes through withSessionDisconnect: a revoked
+		// device's live sessions are disconnected (RFC 5176).
+		var pkiDone <-chan error
+		pkiAddr, pkiDone, err = startPKIListener(runCtx, localCA, cfg.DataDir, pkiListenerConfig{
+			Addr: cfg.Listen.PKI, Certificate: &cfg.TLS.Certificate, AdminSubjects: cfg.PKI.AdminSubjects,
+			Authority: withSessionDisconnect(localCA, acct.dyn, logger.Named("revoke")),
+			Mailer:    mailer, Logger: logger.Named("pki"), AccessLog: accessLog, Registerer: reg,
+		})
+		if err != nil {
+			conn.Close()
+			ln.Close()
+			rs.Close()
+			return fmt.Errorf("listen.pki: %w", err)
+		}
+		pkiStopped = make(chan struct{})
+		go func() {
+			defer close(pkiStopped)
+			if err := <-pkiDone; err != nil && runCtx.Err() == nil {
+				select {
+				case errc <- fmt.Errorf("pki: %w", err):
+				default:
+				}
+			}
+		}()
+	}
 	go func() {
 		if err := rs.Serve(conn); err != nil && !errors.Is(err, radius.ErrServerClosed) {
 			errc <- fmt.Errorf("radius: %w", err)
@@ -197,13 +240,14 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}()
 
 	reloads.watchSignals(runCtx) // after acct.start: the hook reads acct.dyn
-	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String(), RadSec: radsecAddr}
+	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String(), RadSec: radsecAddr, PKI: pkiAddr}
 	logger.Info("ready",
 		zap.String("radius_auth", info.RADIUSAuth),
 		zap.String("radius_acct", info.RADIUSAcct),
 		zap.String("sessions", cfg.Accounting.StoreName()),
 		zap.String("metrics", "http://"+info.Metrics+"/metrics"),
 		zap.String("radsec", info.RadSec),
+		zap.String("pki", info.PKI),
 		zap.String("config", cfg.Source),
 		zap.String("data_dir", cfg.DataDir),
 		zap.Int("clients", len(cfg.Clients)),
@@ -224,6 +268,13 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}
 	cancel()
 	rs.Close()
+	if pkiStopped != nil {
+		select { // before the CA closes (deferred)
+		case <-pkiStopped:
+		case <-time.After(shutdownTimeout):
+			logger.Warn("PKI listener did not stop in time")
+		}
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer scancel()
 	if err := httpSrv.Shutdown(sctx); err != nil {

@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -231,4 +232,47 @@ func (s *sessionDisconnect) disconnect(serials, devices, holders []string) {
 			s.done(res)
 		}
 	}()
+}
+
+// reconcileTimeout bounds the CoA/Disconnect-Requests after one reload.
+const reconcileTimeout = time.Minute
+
+// reconcileAfterReload is the reloader's afterReload hook: it re-decides
+// every live session under the reloaded policy (DynAuthClient.Reconcile)
+// in the background, bounded by reconcileTimeout, so that a session whose
+// segment changed is moved (CoA) or disconnected per its NAS's dynauth.
+// A reload that arrives meanwhile waits for the previous reconcile.
+// done, when not nil, receives each reconcile's results (tests).
+func reconcileAfterReload(ctx context.Context, dyn *radius.DynAuthClient, logger *zap.Logger) func(*config.Config) {
+	return reconcileAfterReloadNotify(ctx, dyn, logger, nil)
+}
+
+func reconcileAfterReloadNotify(ctx context.Context, dyn *radius.DynAuthClient, logger *zap.Logger, done chan<- []radius.DynAuthResult) func(*config.Config) {
+	logger = logger.Named("reconcile")
+	var mu sync.Mutex
+	return func(cfg *config.Config) {
+		p := cfg.Policy
+		go func() {
+			mu.Lock()
+			defer mu.Unlock()
+			rctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
+			defer cancel()
+			res, err := dyn.Reconcile(rctx, p, time.Now())
+			if err != nil {
+				logger.Error("re-decide live sessions after reload", zap.Error(err))
+			}
+			var acked, failed int
+			for _, r := range res {
+				if r.Result == radius.DynAuthACK {
+					acked++
+				} else {
+					failed++
+				}
+			}
+			logger.Info("live sessions re-decided after reload", zap.Int("moved", len(res)), zap.Int("acknowledged", acked), zap.Int("not_acknowledged", failed))
+			if done != nil {
+				done <- res
+			}
+		}()
+	}
 }

@@ -56,7 +56,11 @@ func newDynNAS(t *testing.T, secret string) *dynNAS {
 				continue
 			}
 			n.reqs <- p
-			out, _ := p.Response(radius.CodeDisconnectACK).Encode()
+			ack := radius.CodeDisconnectACK
+			if p.Code == radius.CodeCoARequest {
+				ack = radius.CodeCoAACK
+			}
+			out, _ := p.Response(ack).Encode()
 			c.WriteToUDP(out, from)
 		}
 	}()
@@ -72,7 +76,7 @@ func (n *dynNAS) next(t *testing.T) *radius.Packet {
 	case p := <-n.reqs:
 		return p
 	case <-time.After(2 * time.Second):
-		t.Fatal("no Disconnect-Request at the NAS within 2 s")
+		t.Fatal("no Disconnect-Request or CoA-Request at the NAS within 2 s")
 		return nil
 	}
 }

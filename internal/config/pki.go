@@ -38,10 +38,11 @@ type rawSMTP struct {
 
 // PKIURLs are the CRL and OCSP URLs put in certificates nacd's CA issues,
 // on the PKI listener at addr (host:port; an unspecified host gives
-// 127.0.0.1). Empty when addr is.
+// 127.0.0.1). Empty when addr is, or names port 0 (a port chosen at
+// start is not known to certificates).
 func PKIURLs(addr string) (crl, ocsp string) {
 	host, port, err := net.SplitHostPort(addr)
-	if addr == "" || err != nil {
+	if addr == "" || err != nil || port == "0" {
 		return "", ""
 	}
 	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
