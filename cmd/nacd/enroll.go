@@ -323,7 +323,7 @@ func openCAWithin(ctx context.Context, cfg pki.CAConfig, d time.Duration) (*pki.
 				r.ca.Close()
 			}
 		}()
-		return nil, fmt.Errorf("its store is still locked after %s: is nacd serve running without its PKI listener? (use --server)", d)
+		return nil, fmt.Errorf("its store is still locked after %s: is nacd serve running with listen.pki disabled? (enable it, or use --server)", d)
 	}
 }
 

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,12 +39,13 @@ func TestServePKIListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pkiAddr := freeAddr(t, "tcp") // a fixed port: certificates name it
 	const memberRule = "        roles: [member]\n      segment: general\n"
 	base := replaceAll(t, string(example),
 		"127.0.0.1:1812 ", "127.0.0.1:0 ",
 		"127.0.0.1:1813 ", "127.0.0.1:0 ",
 		"127.0.0.1:9812 ", "127.0.0.1:0 ",
-		"127.0.0.1:9443 ", "127.0.0.1:0 ",
+		"127.0.0.1:9443 ", pkiAddr+" ",
 		"    coa_port: 3799 ", "    coa_port: "+strconv.Itoa(nas.port())+" ",
 		"    dynauth: disconnect ", "    dynauth: coa ",
 		"secret_file: ./nacd-data/radius-secret", "secret: "+strconv.Quote(secret),
@@ -54,8 +58,8 @@ func TestServePKIListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := startServe(t, cfgPath)
-	if info.PKI == "" {
-		t.Fatal("serve did not start the PKI listener")
+	if info.PKI != pkiAddr {
+		t.Fatalf("PKI listener on %q, want %q", info.PKI, pkiAddr)
 	}
 	pkiURL := "https://" + info.PKI
 
@@ -66,8 +70,9 @@ func TestServePKIListener(t *testing.T) {
 	chainFile, keyFile := filepath.Join(dir, "device-chain.pem"), filepath.Join(dir, "device.key")
 	writePEM(t, chainFile, "CERTIFICATE", chain[0].Raw, chain[1].Raw)
 	writePEM(t, keyFile, "PRIVATE KEY", key)
-	if len(chain[0].CRLDistributionPoints) != 0 {
-		t.Errorf("CRL URL %v in a certificate issued with listen.pki on port 0", chain[0].CRLDistributionPoints)
+	crlURL := "http://" + pkiAddr + "/crl"
+	if c := chain[0]; !slices.Equal(c.CRLDistributionPoints, []string{crlURL}) || !slices.Equal(c.OCSPServer, []string{"http://" + pkiAddr + "/ocsp"}) {
+		t.Errorf("issued certificate names CRL %q and OCSP %q, want the PKI listener's", c.CRLDistributionPoints, c.OCSPServer)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -140,6 +145,21 @@ func TestServePKIListener(t *testing.T) {
 				t.Errorf("CoA Tunnel-Private-Group-ID %q, want %s", p.Get(81), st.vlan)
 			}
 		})
+	}
+
+	// the CRL at the URL the certificate names lists it
+	resp, err := http.Get(crlURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("CRL at %s: %v", crlURL, err)
+	}
+	if !slices.ContainsFunc(crl.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Cmp(chain[0].SerialNumber) == 0 }) {
+		t.Errorf("revoked serial %x not in the CRL at %s", chain[0].SerialNumber, crlURL)
 	}
 
 	if res := eapol(); !res.Rejected() {
