@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -330,7 +331,7 @@ func (ca *CA) issueServer(ctx context.Context, names []string, life time.Duratio
 		return nil, nil, fmt.Errorf("%w: no server name", ErrBadFacts)
 	}
 	for _, n := range names {
-		if !validDNSName(n) {
+		if _, err := netip.ParseAddr(n); err != nil && !validDNSName(n) {
 			return nil, nil, fmt.Errorf("%w: server name %q", ErrBadFacts, n)
 		}
 	}

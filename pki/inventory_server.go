@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,7 +60,9 @@ func (ca *CA) currentServer(names []string, now time.Time) (*x509.Certificate, b
 	if err != nil {
 		return nil, false
 	}
-	if leaf.CheckSignatureFrom(ca.inter) != nil || !slices.Equal(leaf.DNSNames, names) {
+	dns, ips := splitServerNames(names)
+	if leaf.CheckSignatureFrom(ca.inter) != nil || !slices.Equal(leaf.DNSNames, dns) ||
+		!slices.EqualFunc(leaf.IPAddresses, ips, func(a, b net.IP) bool { return a.Equal(b) }) {
 		return nil, false
 	}
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
@@ -72,13 +76,27 @@ func (ca *CA) currentServer(names []string, now time.Time) (*x509.Certificate, b
 }
 
 // ServerNames are the default names of nacd's server certificate:
-// BootstrapServerName and the host name when it is a valid DNS name.
+// BootstrapServerName, the host name when it is a valid DNS name, and the
+// loopback addresses 127.0.0.1 and ::1 (IP SANs: the PKI listener's
+// default address is https://127.0.0.1:9443).
 func ServerNames() []string {
 	names := []string{BootstrapServerName}
 	if h, err := os.Hostname(); err == nil && validDNSName(h) && !strings.EqualFold(h, BootstrapServerName) {
 		names = append(names, strings.ToLower(h))
 	}
-	return names
+	return append(names, "127.0.0.1", "::1")
+}
+
+// splitServerNames separates IP addresses (IP SANs) from DNS names.
+func splitServerNames(names []string) (dns []string, ips []net.IP) {
+	for _, n := range names {
+		if a, err := netip.ParseAddr(n); err == nil && a.Zone() == "" {
+			ips = append(ips, net.IP(a.AsSlice()))
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	return dns, ips
 }
 
 // Bootstrap is what `nacd serve` uses in place of the foundation's

@@ -207,8 +207,8 @@ type serverProfile struct {
 
 func (p serverProfile) Modify(c *x509.Certificate, _ provisioner.SignOptions) error {
 	c.Subject = pkix.Name{CommonName: p.names[0], Organization: []string{"nacd"}}
-	c.DNSNames = append([]string(nil), p.names...)
-	c.EmailAddresses, c.URIs, c.IPAddresses = nil, nil, nil
+	c.DNSNames, c.IPAddresses = splitServerNames(p.names)
+	c.EmailAddresses, c.URIs = nil, nil
 	setLeafCommon(c, p.notBefore, p.notAft, p.crlURL, p.ocspURL)
 	c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	c.Policies, c.PolicyIdentifiers = nil, nil

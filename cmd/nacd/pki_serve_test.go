@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"layeh.com/radius"
 
 	"github.com/herts-council/nacd/internal/eapoltest"
+	"github.com/herts-council/nacd/pki"
 )
 
 // TestServePKIListener: nacd serve in process on the example
@@ -62,6 +64,21 @@ func TestServePKIListener(t *testing.T) {
 		t.Fatalf("PKI listener on %q, want %q", info.PKI, pkiAddr)
 	}
 	pkiURL := "https://" + info.PKI
+
+	// the listener's certificate (the EAP-TLS one, from the CA) names
+	// 127.0.0.1: plain crypto/tls verification against the CA root passes
+	root, err := os.ReadFile(pki.CARootFile(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(root)
+	strict := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
+	if resp, err := strict.Get(pkiURL + "/ca.crt"); err != nil {
+		t.Errorf("HTTPS to %s with the CA root and standard verification: %v", pkiURL, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	// invite through the running daemon, enrol over HTTPS
 	inv, _ := inviteJSON(t, "--data-dir", dataDir, "--server", pkiURL,
