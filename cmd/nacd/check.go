@@ -44,7 +44,7 @@ func printSummary(w io.Writer, l *loaded) {
 	fmt.Fprintf(w, "ok: %s\n", cfg.Source)
 	row := func(k, format string, args ...any) { fmt.Fprintf(w, "  %-14s %s\n", k, fmt.Sprintf(format, args...)) }
 	row("data_dir", "%s", cfg.DataDir)
-	row("listen", "radius_auth %s, radius_acct %s, metrics %s", cfg.Listen.RADIUSAuth, cfg.Listen.RADIUSAcct, cfg.Listen.Metrics)
+	row("listen", "radius_auth %s, radius_acct %s, metrics %s, pki %s", cfg.Listen.RADIUSAuth, cfg.Listen.RADIUSAcct, cfg.Listen.Metrics, orNone(cfg.Listen.PKI))
 	row("sessions", "store %s, idle timeout %s", cfg.Accounting.StoreName(), cfg.Accounting.SessionIdleTimeout)
 	for i, c := range cfg.Clients {
 		nets := make([]string, len(c.Networks))
@@ -113,4 +113,12 @@ func tlsName(v uint16) string {
 		return "1.3"
 	}
 	return fmt.Sprintf("0x%04x", v)
+}
+
+// orNone is s, or "none" when s is empty (a disabled listener).
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

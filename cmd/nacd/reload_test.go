@@ -271,6 +271,12 @@ func TestRestartNeeded(t *testing.T) {
 			return strings.Replace(s, "conversation_timeout: 30s", "conversation_timeout: 60s", 1)
 		}, []string{"limits"}},
 		{"EAP-TLS fragment size", func(s string) string { return strings.Replace(s, "fragment_size: 1020", "fragment_size: 900", 1) }, []string{"tls.fragment_size"}},
+		{"PKI listener and curves", func(s string) string {
+			return strings.Replace(strings.Replace(s, "127.0.0.1:9443 ", "\"\" ", 1), "curve_preferences: []", "curve_preferences: [x25519]", 1)
+		}, []string{"listen.pki", "tls.curve_preferences"}},
+		{"PKI admin subjects", func(s string) string {
+			return strings.Replace(s, "admin_subjects: []", "admin_subjects: [helpdesk]", 1)
+		}, []string{"pki"}},
 	}
 	old := load(t, same)
 	for _, tt := range tests {
