@@ -1,3 +1,8 @@
+//go:build benchcompare
+
+// The side-by-side benchmark against FreeRADIUS (scripts/bench-compare):
+// behind a build tag so that `make test` neither runs nor skips it.
+
 package loadtest_test
 
 import (
@@ -282,7 +287,7 @@ type cell struct {
 
 func TestBenchCompare(t *testing.T) {
 	if !*benchCompare {
-		t.Skip("side-by-side benchmark: run scripts/bench-compare (go test -run TestBenchCompare -args -bench-compare)")
+		t.Skip("side-by-side benchmark: run scripts/bench-compare (go test -tags benchcompare -run TestBenchCompare -args -bench-compare)")
 	}
 	freeradiustest.Binary(t)
 	bin := *benchNacdBin
