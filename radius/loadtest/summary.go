@@ -251,32 +251,44 @@ func cloneMap(m map[string]int64) map[string]int64 {
 	return out
 }
 
-// progress writes the live line until stop is closed.
+// progress writes the live line every ProgressInterval until stop is
+// closed, and a last line then, so that even a run shorter than one
+// interval shows its final counts.
 func (c *collector) progress(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(c.s.ProgressInterval)
 	defer t.Stop()
 	var last int64
 	lastAt := c.start
+	line := func(now time.Time, end string) {
+		done := c.accepts.Load() + c.rejects.Load()
+		rate := 0.0
+		if d := now.Sub(lastAt).Seconds(); d > 0 {
+			rate = float64(done-last) / d
+		}
+		last, lastAt = done, now
+		if c.s.ProgressInPlace {
+			fmt.Fprint(c.s.Progress, "\r")
+		}
+		fmt.Fprintf(c.s.Progress, "%6.1fs %8.1f auth/s  accepts %d  rejects %d  timeouts %d  errors %d  retransmits %d  skipped %d%s",
+			now.Sub(c.start).Seconds(), rate, c.accepts.Load(), c.rejects.Load(), c.timeouts.Load(),
+			c.errors.Load(), c.retransmits.Load(), c.skipped.Load(), end)
+	}
 	for {
 		select {
 		case <-stop:
+			end := "\n"
 			if c.s.ProgressInPlace {
-				fmt.Fprint(c.s.Progress, "\n")
+				end = "\x1b[K\n"
 			}
+			line(time.Now(), end)
 			return
 		case now := <-t.C:
-			done := c.accepts.Load() + c.rejects.Load()
-			rate := float64(done-last) / now.Sub(lastAt).Seconds()
-			last, lastAt = done, now
 			end := "\n"
 			if c.s.ProgressInPlace {
 				end = "\x1b[K"
-				fmt.Fprint(c.s.Progress, "\r")
 			}
-			fmt.Fprintf(c.s.Progress, "%6.1fs %8.1f auth/s  accepts %d  rejects %d  timeouts %d  errors %d  retransmits %d  skipped %d%s",
-				now.Sub(c.start).Seconds(), rate, c.accepts.Load(), c.rejects.Load(), c.timeouts.Load(),
-				c.errors.Load(), c.retransmits.Load(), c.skipped.Load(), end)
+			line(now, end)
 		}
 	}
 }
