@@ -540,7 +540,7 @@ func survivesSIGHUP(t *testing.T) bool {
 	}
 	text := str(m.one(t, "ConfigMap"), "data", "nacd.yaml")
 	text = strings.ReplaceAll(text, "/etc/nacd/secrets/", secrets+"/")
-	text = regexp.MustCompile(`(?m)^(\s+(radius_auth|radius_acct|metrics):\s*)"?:\d+"?`).ReplaceAllString(text, `${1}"127.0.0.1:0"`)
+	text = regexp.MustCompile(`(?m)^(\s+(radius_auth|radius_acct|metrics|pki):\s*)"?[0-9.]*:\d+"?`).ReplaceAllString(text, `${1}"127.0.0.1:0"`)
 	cfg := filepath.Join(dir, "nacd.yaml")
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -1095,6 +1095,12 @@ func TestKubernetesManifests(t *testing.T) {
 		for key := range nacdCfg.Listen {
 			switch key {
 			case "radius_auth", "radius_acct", "metrics", "radsec":
+			case "pki":
+				// Loopback in the pod on purpose (see configmap.yaml): no
+				// container port, nothing reachable from outside the pod.
+				if host, _, err := net.SplitHostPort(nacdCfg.Listen[key]); err != nil || (host != "127.0.0.1" && host != "::1") {
+					t.Errorf("nacd.yaml listen.pki %q: loopback only, or add a container port and a Service for it", nacdCfg.Listen[key])
+				}
 			default:
 				t.Errorf("nacd.yaml listen.%s: no container port for it in statefulset.yaml", key)
 			}
