@@ -270,21 +270,9 @@ func demoTemplate(d demoDevice, now time.Time) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	oids := []string{}
-	switch d.ownership {
-	case policy.OwnershipCouncilManaged:
-		oids = append(oids, policy.OIDOwnershipCouncilManaged)
-	case policy.OwnershipPersonal:
-		oids = append(oids, policy.OIDOwnershipPersonal)
-	}
-	switch d.role {
-	case policy.RoleStaff:
-		oids = append(oids, policy.OIDRoleStaff)
-	case policy.RoleMember:
-		oids = append(oids, policy.OIDRoleMember)
-	}
-	if d.il3 {
-		oids = append(oids, policy.OIDClearanceIL3)
+	policies, err := Facts{Ownership: d.ownership, Role: d.role, ClearanceIL3: d.il3}.policyOIDs()
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		Subject:        pkix.Name{CommonName: d.name, Organization: []string{"East Herts Council"}},
@@ -294,13 +282,7 @@ func demoTemplate(d demoDevice, now time.Time) (*x509.Certificate, error) {
 		NotAfter:       now.AddDate(1, 0, 0),
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	for _, s := range oids {
-		oid, err := x509.ParseOID(s)
-		if err != nil {
-			return nil, err
-		}
-		tmpl.Policies = append(tmpl.Policies, oid)
+		Policies:       policies,
 	}
 	return tmpl, nil
 }

@@ -265,7 +265,7 @@ func (e *Enroller) Invite(ctx context.Context, inv Invite) (Invitation, error) {
 	}
 	tok := tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	key, id, _ := tokenKey(tok)
-	uuid, err := newUUID()
+	uuid, err := randomUUID()
 	if err != nil {
 		return Invitation{}, err
 	}
@@ -537,16 +537,4 @@ func hexSerial(c *x509.Certificate) string {
 		return ""
 	}
 	return strings.ToLower(c.SerialNumber.Text(16))
-}
-
-// newUUID returns a random (version 4) UUID, lower case.
-func newUUID() (string, error) {
-	var u [16]byte
-	if _, err := rand.Read(u[:]); err != nil {
-		return "", fmt.Errorf("pki: uuid: %w", err)
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }

@@ -58,7 +58,7 @@ func (m *memCA) Issue(ctx context.Context, csr *x509.CertificateRequest, f Facts
 		}
 	}
 	if f.DeviceUUID == "" {
-		u, err := newUUID()
+		u, err := randomUUID()
 		if err != nil {
 			return nil, err
 		}

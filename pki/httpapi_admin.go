@@ -185,7 +185,7 @@ func (a *API) handleAdminIssue(w http.ResponseWriter, r *http.Request, who strin
 			err = fmt.Errorf("%w: validity: %v", ErrBadFacts, err)
 		}
 	}
-	if err == nil && f.DeviceUUID != "" && !isUUID(f.DeviceUUID) {
+	if err == nil && f.DeviceUUID != "" && !isCanonicalUUID(f.DeviceUUID) {
 		err = fmt.Errorf("%w: device UUID %q", ErrBadFacts, req.DeviceUUID)
 	}
 	if err != nil {
@@ -364,24 +364,4 @@ func ParseDays(s string) (time.Duration, error) {
 func (a *API) adminAudit(action, who string, r *http.Request, fields ...zap.Field) {
 	a.audit.Info("admin-"+action, append([]zap.Field{zap.String("event.action", "admin-"+action), zap.String("event.category", "pki"),
 		zap.String("user.name", who), zap.String("source.address", remote(r))}, fields...)...)
-}
-
-// isUUID reports whether s is a lower-case 8-4-4-4-12 hex UUID.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return false
-			}
-		}
-	}
-	return true
 }
