@@ -465,18 +465,29 @@ func chainPEM(chain []*x509.Certificate) []byte {
 	return b
 }
 
-func (a *API) handleEnroll(w http.ResponseWriter, r *http.Request) {
+// enrollInput is what both enrolment endpoints need first: enrolment
+// enabled, a bearer token (its absence audit-logged) and the size-capped
+// body. It has answered the request when ok is false.
+func (a *API) enrollInput(w http.ResponseWriter, r *http.Request) (tok string, body []byte, ok bool) {
 	if a.cfg.Enroller == nil {
 		writeError(w, http.StatusNotFound, "not_found", "enrolment is not enabled")
-		return
+		return "", nil, false
 	}
-	tok, ok := bearer(r)
+	tok, ok = bearer(r)
 	if !ok {
 		a.cfg.Enroller.reject("", tokenRecord{}, remote(r), fmt.Errorf("%w: no bearer token", ErrTokenInvalid))
 		writeError(w, http.StatusUnauthorized, "token_invalid", "an enrolment token is required (Authorization: Bearer)")
-		return
+		return "", nil, false
 	}
-	body, ok := a.readBody(w, r, a.cfg.MaxBodyBytes)
+	body, ok = a.readBody(w, r, a.cfg.MaxBodyBytes)
+	if !ok {
+		return "", nil, false
+	}
+	return tok, body, true
+}
+
+func (a *API) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	tok, body, ok := a.enrollInput(w, r)
 	if !ok {
 		return
 	}
@@ -505,17 +516,7 @@ type PKCS12Response struct {
 }
 
 func (a *API) handleEnrollPKCS12(w http.ResponseWriter, r *http.Request) {
-	if a.cfg.Enroller == nil {
-		writeError(w, http.StatusNotFound, "not_found", "enrolment is not enabled")
-		return
-	}
-	tok, ok := bearer(r)
-	if !ok {
-		a.cfg.Enroller.reject("", tokenRecord{}, remote(r), fmt.Errorf("%w: no bearer token", ErrTokenInvalid))
-		writeError(w, http.StatusUnauthorized, "token_invalid", "an enrolment token is required (Authorization: Bearer)")
-		return
-	}
-	body, ok := a.readBody(w, r, a.cfg.MaxBodyBytes)
+	tok, body, ok := a.enrollInput(w, r)
 	if !ok {
 		return
 	}
