@@ -57,10 +57,10 @@ func (p *pipe) exchange(msg []byte, run func()) (finished bool) {
 	if !p.started {
 		p.started = true
 		p.pending = msg
-		go func() {
+		goHandshake(func() {
 			defer close(p.done)
 			run()
-		}()
+		})
 	} else {
 		select {
 		case p.in <- msg:
