@@ -26,12 +26,18 @@ import (
 // stop is called) and returns its addresses.
 func startServe(t *testing.T, cfgPath string) (readyInfo, func()) {
 	t.Helper()
+	return startServeArgs(t, "--config", cfgPath)
+}
+
+// startServeArgs is startServe with any serve arguments.
+func startServeArgs(t *testing.T, args ...string) (readyInfo, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	readyc := make(chan readyInfo, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- cmdServe(ctx, []string{"--config", cfgPath}, &stdout, &stderr, func(r readyInfo) { readyc <- r })
+		done <- cmdServe(ctx, args, &stdout, &stderr, func(r readyInfo) { readyc <- r })
 	}()
 	stopped := false
 	stop := func() {

@@ -38,6 +38,7 @@ type readyInfo struct {
 	Metrics    string
 	RadSec     string // "" when RadSec is disabled
 	PKI        string // "" when the PKI listener is not running
+	Pprof      string // "" without --pprof
 }
 
 // cmdServe runs `nacd serve` until ctx is done (SIGINT/SIGTERM in main).
@@ -45,17 +46,24 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, read
 	fs := newFlagSet("serve", stderr)
 	cfgPath := fs.String("config", "", "configuration file (default "+DefaultConfigPath+" if it exists, else the built-in configuration)")
 	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir; default "+config.DefaultDataDir+")")
+	pprofAddr := fs.String("pprof", "", "serve Go's runtime profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060 (off by default)")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	if err := serve(ctx, *cfgPath, *dataDir, stdout, stderr, ready); err != nil {
+	if *pprofAddr != "" {
+		if err := checkLoopback(*pprofAddr); err != nil {
+			printErr(stderr, "serve", err)
+			return exitUsage
+		}
+	}
+	if err := serve(ctx, *cfgPath, *dataDir, *pprofAddr, stdout, stderr, ready); err != nil {
 		printErr(stderr, "serve", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
-func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Writer, ready func(readyInfo)) error {
+func serve(ctx context.Context, cfgPath, dataDir, pprofAddr string, stdout, stderr io.Writer, ready func(readyInfo)) error {
 	l, err := loadConfig(cfgPath, dataDir, createSecret)
 	if err != nil {
 		return err
@@ -200,6 +208,15 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 		return err
 	}
 	reloads.afterReload = reconcileAfterReload(runCtx, acct.dyn, logger)
+	var pprofBound string
+	if pprofAddr != "" {
+		if pprofBound, err = startPprof(runCtx, pprofAddr, logger); err != nil {
+			conn.Close()
+			ln.Close()
+			rs.Close()
+			return fmt.Errorf("--pprof: %w", err)
+		}
+	}
 	var pkiAddr string
 	var pkiStopped chan struct{}
 	if localCA != nil && cfg.Listen.PKI != "" {
@@ -240,7 +257,7 @@ func serve(ctx context.Context, cfgPath, dataDir string, stdout, stderr io.Write
 	}()
 
 	reloads.watchSignals(runCtx) // after acct.start: the hook reads acct.dyn
-	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String(), RadSec: radsecAddr, PKI: pkiAddr}
+	info := readyInfo{RADIUSAuth: conn.LocalAddr().String(), RADIUSAcct: acct.conn.LocalAddr().String(), Metrics: ln.Addr().String(), RadSec: radsecAddr, PKI: pkiAddr, Pprof: pprofBound}
 	logger.Info("ready",
 		zap.String("radius_auth", info.RADIUSAuth),
 		zap.String("radius_acct", info.RADIUSAcct),
