@@ -71,6 +71,7 @@ func serve(ctx context.Context, cfgPath, dataDir, pprofAddr string, stdout, stde
 	cfg := l.cfg
 	logger := newLogger(stderr, cfg.Log.Level)
 	defer logger.Sync() //nolint:errcheck // stderr
+	applyGCSettings(logger, cfg.Limits.MaxConversations)
 
 	var boot *pki.BootstrapResult
 	var localCA *pki.CA // nacd's own CA (smallstep), when the configuration uses it
