@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -129,6 +131,13 @@ type Config struct {
 	Progress         io.Writer
 	ProgressInterval time.Duration
 	ProgressInPlace  bool
+
+	// ServerMetrics, when set, is the URL of the server's Prometheus
+	// metrics (nacd: http://127.0.0.1:9812/metrics). It is read before
+	// the first authentication (Run refuses to start when it cannot be
+	// read) and after the last, and Summary.ServerSide then reports the
+	// server's own time per Access-Request and CPU per authentication.
+	ServerMetrics string
 }
 
 // identity is an Identity with its TLS configuration built once.
@@ -179,6 +188,12 @@ func (c *Config) validate() (*settings, error) {
 	}
 	if c.Concurrency < 0 || c.Rate < 0 || c.Timeout < 0 || c.MaxRoundTrips < 0 || c.ProgressInterval < 0 {
 		return nil, errors.New("loadtest: Concurrency, Rate, Timeout, MaxRoundTrips and ProgressInterval must not be negative")
+	}
+	if c.ServerMetrics != "" {
+		u, err := url.Parse(c.ServerMetrics)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("loadtest: ServerMetrics %q: want an http:// or https:// URL", c.ServerMetrics)
+		}
 	}
 	s := &settings{Config: *c, addr: addr}
 	if s.Concurrency == 0 {
@@ -282,6 +297,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	var metricsBefore *serverSnapshot
+	httpClient := &http.Client{Timeout: serverMetricsTimeout}
+	if s.ServerMetrics != "" {
+		if metricsBefore, err = scrapeServer(ctx, httpClient, s.ServerMetrics); err != nil {
+			return nil, fmt.Errorf("loadtest: server metrics: %w", err)
+		}
+	}
 	col := newCollector(s)
 	workers := make([]*worker, s.Concurrency)
 	for i := range workers {
@@ -343,6 +365,19 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	<-progressDone
 
 	sum := col.summary(time.Since(start), workers)
+	if metricsBefore != nil {
+		// A fresh context: the run's may be cancelled (Ctrl-C), and the
+		// figures so far are still worth having.
+		sctx, cancel := context.WithTimeout(context.Background(), serverMetricsTimeout)
+		after, err := scrapeServer(sctx, httpClient, s.ServerMetrics)
+		cancel()
+		if err == nil {
+			sum.ServerSide, err = serverSide(s.ServerMetrics, metricsBefore, after, sum.Completed)
+		}
+		if err != nil {
+			sum.ServerSideError = err.Error()
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return sum, err
 	}

@@ -147,6 +147,8 @@ func TestRefusesBadConfig(t *testing.T) {
 		{"TLS 1.1", func(c *loadtest.Config) { c.TLSVersion = tls.VersionTLS11 }, "TLSVersion"},
 		{"fragment too large for a RADIUS packet", func(c *loadtest.Config) { c.FragmentSize = 4000 }, "FragmentSize"},
 		{"negative rate", func(c *loadtest.Config) { c.Rate = -5 }, "negative"},
+		{"server metrics not a URL", func(c *loadtest.Config) { c.ServerMetrics = "127.0.0.1:9812" }, "ServerMetrics"},
+		{"server metrics unreadable", func(c *loadtest.Config) { c.ServerMetrics = "http://127.0.0.1:9/metrics" }, "server metrics"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

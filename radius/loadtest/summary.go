@@ -73,6 +73,12 @@ type Summary struct {
 	// first; not an error).
 	MessageAuthenticatorNotFirst int64             `json:"message_authenticator_not_first"`
 	Identities                   []IdentitySummary `json:"identities"`
+
+	// ServerSide is the server's own view of the run, with
+	// Config.ServerMetrics; ServerSideError says why it is missing when
+	// the second read failed.
+	ServerSide      *ServerSide `json:"server_side,omitempty"`
+	ServerSideError string      `json:"server_side_error,omitempty"`
 }
 
 // IdentitySummary is the outcome per identity (persona).
@@ -309,6 +315,20 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	lat("latency", s.Latency)
 	lat("round trip", s.RoundTrip)
+	if ss := s.ServerSide; ss != nil {
+		more := ""
+		if ss.AboveLastBucket {
+			more = " (a quantile is beyond the last bucket: a lower bound)"
+		}
+		fmt.Fprintf(&b, "server     p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms  mean %6.2f ms per Access-Request (n=%d, from its metrics)%s\n",
+			ss.RequestP50, ss.RequestP90, ss.RequestP99, ss.RequestMean, ss.Requests, more)
+		if ss.CPUSeconds > 0 {
+			fmt.Fprintf(&b, "server CPU %.2f s: %.3f ms per authentication\n", ss.CPUSeconds, ss.CPUPerAuth)
+		}
+	}
+	if s.ServerSideError != "" {
+		fmt.Fprintf(&b, "server     metrics not read after the run: %s\n", s.ServerSideError)
+	}
 	writeMap(&b, "VLANs", s.VLANs)
 	writeMap(&b, "TLS", s.TLSVersions)
 	writeMap(&b, "rejects", s.RejectCauses)
