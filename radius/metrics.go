@@ -2,6 +2,7 @@ package radius
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,6 +18,26 @@ type metrics struct {
 	evictions     *prometheus.CounterVec   // cause
 	handshake     *prometheus.HistogramVec // tls_version
 	responses     *prometheus.CounterVec   // code
+	duration      *prometheus.HistogramVec // type
+
+	// durationByType holds duration's observer for each requestType value,
+	// resolved once (no label hashing per reply).
+	durationByType map[string]prometheus.Observer
+}
+
+// requestTypes are the values of the type label of
+// nacd_radius_requests_total and nacd_radius_request_duration_seconds
+// (requestType).
+var requestTypes = []string{"access_request", "status_server", "accounting_request", "other"}
+
+// observeDuration records the server time of one answered request of type
+// typ (a requestTypes value).
+func (m *metrics) observeDuration(typ string, d time.Duration) {
+	o, ok := m.durationByType[typ]
+	if !ok {
+		o = m.durationByType["other"]
+	}
+	o.Observe(max(d, 0).Seconds())
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,6 +71,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "nacd_radius_responses_total",
 			Help: "RADIUS responses sent (not counting duplicate-cache replays), by code.",
 		}, []string{"code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "nacd_radius_request_duration_seconds",
+			Help: "Time from reading a request datagram to sending its reply, including the wait in the worker queue, by packet type. Only requests that get a reply (not drops, not duplicate-cache replays).",
+			// 100 us to 1 s in 24 steps of about 1.49x: a p99 between
+			// 0.1 ms and 1 s is read to within one step.
+			Buckets: prometheus.ExponentialBucketsRange(0.0001, 1, 24),
+		}, []string{"type"}),
+		durationByType: make(map[string]prometheus.Observer, len(requestTypes)),
+	}
+	for _, t := range requestTypes {
+		m.durationByType[t] = m.duration.WithLabelValues(t)
 	}
 	for _, c := range dropCauses {
 		m.dropped.WithLabelValues(c)
@@ -61,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.dropped, m.decisions, m.conversations, m.evictions, m.handshake, m.responses} {
+	for _, c := range []prometheus.Collector{m.requests, m.dropped, m.decisions, m.conversations, m.evictions, m.handshake, m.responses, m.duration} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -158,17 +158,48 @@ type snapshot struct {
 // the client and receives the reply. Both feed the same request path.
 type inbound struct {
 	conn   net.PacketConn
-	addr   net.Addr
+	addr   net.Addr       // the source, when conn is not a *net.UDPConn
+	from   netip.AddrPort // the source as read, when conn is a *net.UDPConn
 	b      []byte
 	at     time.Time
 	stream *radsecConn // nil for UDP
 	port   portKind    // UDP: the socket's kind (Serve, ServeAccounting)
+
+	// buf is the pooled datagram buffer b is in (UDP from serveConn), given
+	// back by release once the request is done; nil otherwise.
+	buf *datagram
+}
+
+// datagram is a receive buffer of the largest RADIUS packet.
+type datagram [radius.MaxPacketLength]byte
+
+// datagrams recycles the receive buffers of UDP requests: a buffer holds
+// one request from its read until its worker has finished with it (the
+// handler has returned and the reply was sent); see release.
+var datagrams = sync.Pool{New: func() any { return new(datagram) }}
+
+// release gives in's datagram buffer back to the pool, zeroing the bytes
+// the request used, so that anything still (wrongly) aliasing them reads
+// zeros rather than another request's bytes
+// (TestDatagramBufferNotReusedEarly). The request's parsed attributes
+// alias the buffer: release only after the handler has returned.
+func (in *inbound) release() {
+	if in.buf == nil {
+		return
+	}
+	clear(in.buf[:len(in.b)])
+	datagrams.Put(in.buf)
+	in.buf, in.b = nil, nil
 }
 
 // send writes a reply to where in came from.
 func (in *inbound) send(b []byte) error {
 	if in.stream != nil {
 		return in.stream.write(b)
+	}
+	if u, ok := in.conn.(*net.UDPConn); ok && in.addr == nil {
+		_, err := u.WriteToUDPAddrPort(b, in.from)
+		return err
 	}
 	_, err := in.conn.WriteTo(b, in.addr)
 	return err
@@ -180,8 +211,16 @@ func (s *Server) source(in *inbound) (*Client, netip.AddrPort) {
 	if in.stream != nil {
 		return in.stream.requestClient(), in.stream.remote
 	}
-	src := addrPort(in.addr)
+	src := in.srcAddr()
 	return s.snap.Load().clients.lookup(src.Addr()), src
+}
+
+// srcAddr is the UDP source of in, IPv4-mapped addresses unmapped.
+func (in *inbound) srcAddr() netip.AddrPort {
+	if in.addr == nil && in.from.IsValid() {
+		return netip.AddrPortFrom(in.from.Addr().Unmap(), in.from.Port())
+	}
+	return addrPort(in.addr)
 }
 
 // ErrServerClosed is returned by Serve when called after Close.
@@ -326,10 +365,23 @@ func (s *Server) serveConn(conn net.PacketConn, port portKind) error {
 	defer s.wg.Done()
 	s.startOnce.Do(s.start)
 
-	buf := make([]byte, radius.MaxPacketLength)
+	udp, _ := conn.(*net.UDPConn)
 	for {
-		n, addr, err := conn.ReadFrom(buf)
+		// ReadFromUDPAddrPort allocates no *net.UDPAddr per datagram.
+		buf := datagrams.Get().(*datagram)
+		var (
+			n    int
+			addr net.Addr
+			from netip.AddrPort
+			err  error
+		)
+		if udp != nil {
+			n, from, err = udp.ReadFromUDPAddrPort(buf[:])
+		} else {
+			n, addr, err = conn.ReadFrom(buf[:])
+		}
 		if err != nil {
+			datagrams.Put(buf)
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
@@ -345,11 +397,12 @@ func (s *Server) serveConn(conn net.PacketConn, port portKind) error {
 			s.mu.Unlock()
 			return fmt.Errorf("radius: read: %w", err)
 		}
-		in := inbound{port: port, conn: conn, addr: addr, b: append([]byte(nil), buf[:n]...), at: s.now()}
+		in := inbound{port: port, conn: conn, addr: addr, from: from, b: buf[:n:n], buf: buf, at: s.now()}
 		select {
 		case s.queue <- in:
 		default:
-			s.dropped(DropOverloaded, addrPort(addr))
+			in.release()
+			s.dropped(DropOverloaded, in.srcAddr())
 		}
 	}
 }
@@ -380,6 +433,7 @@ func (s *Server) work() {
 			if in.stream != nil {
 				in.stream.release()
 			}
+			in.release() // the handler has returned: nothing aliases in.b now
 		}
 	}
 }
@@ -443,7 +497,8 @@ func (s *Server) process(in inbound) {
 		s.dropped(DropUnknownClient, src)
 		return
 	}
-	s.metrics.requests.WithLabelValues(requestType(in.b), client.Name).Inc()
+	typ := requestType(in.b)
+	s.metrics.requests.WithLabelValues(typ, client.Name).Inc()
 	if !in.port.serves(in.b) {
 		s.dropped(DropUnsupportedCode, src, zap.String("nas", client.Name), zap.String("detail", "code not served on this port"))
 		return
@@ -465,12 +520,21 @@ func (s *Server) process(in inbound) {
 		}
 		return
 	}
-	w := &responseWriter{srv: s, in: in, key: key, req: p}
-	r := &Request{Packet: p, Client: client, RemoteAddr: src, Received: in.at, port: in.port}
-	s.serve(w, r)
-	if !w.written {
+	x := &serverCall{
+		w: responseWriter{srv: s, in: in, key: key, req: p, typ: typ},
+		r: Request{Packet: p, Client: client, RemoteAddr: src, Received: in.at, port: in.port},
+	}
+	s.serve(&x.w, &x.r)
+	x.w.returned = true // r's attributes alias in.b, which is released next
+	if !x.w.written {
 		s.dups.abandon(key)
 	}
+}
+
+// serverCall is one request and its writer, allocated together.
+type serverCall struct {
+	w responseWriter
+	r Request
 }
 
 // serve calls the handler, recovering a panic: the request is dropped,
@@ -557,14 +621,24 @@ func (l *logLimiter) allow(key string, now time.Time) (suppressed int, ok bool) 
 
 // responseWriter completes, caches and sends the response to one request.
 type responseWriter struct {
-	srv     *Server
-	in      inbound
-	key     dupKey
-	req     *radius.Packet
-	written bool
+	srv      *Server
+	in       inbound
+	key      dupKey
+	req      *radius.Packet
+	typ      string // requestType of the request
+	written  bool
+	returned bool // the handler has returned: the request's bytes are gone
 }
 
+// errWriteAfterReturn is returned by a Write after the handler returned:
+// the request's attributes (Proxy-State) alias a datagram buffer that may
+// already hold another request, and the request was already dropped.
+var errWriteAfterReturn = errors.New("radius: response written after the handler returned")
+
 func (w *responseWriter) Write(code radius.Code, attrs radius.Attributes) error {
+	if w.returned {
+		return errWriteAfterReturn
+	}
 	if w.written {
 		return errors.New("radius: response already written")
 	}
@@ -573,10 +647,12 @@ func (w *responseWriter) Write(code radius.Code, attrs radius.Attributes) error 
 		return err
 	}
 	w.written = true
-	w.srv.dups.finish(w.key, b, w.srv.now())
+	now := w.srv.now()
+	w.srv.dups.finish(w.key, b, now)
 	w.srv.metrics.responses.WithLabelValues(responseCode(code)).Inc()
 	if err := w.in.send(b); err != nil {
 		return fmt.Errorf("radius: send: %w", err)
 	}
+	w.srv.metrics.observeDuration(w.typ, w.srv.now().Sub(w.in.at))
 	return nil
 }
