@@ -53,6 +53,11 @@ bench:
 bench-compare:
 	scripts/bench-compare
 
+## bench-latency: nacd's own p99 time per Access-Request at half its one-core capacity (server and load generator pinned to different CPUs)
+.PHONY: bench-latency
+bench-latency:
+	scripts/bench-latency
+
 ## lint: gofmt must list nothing; go vet; staticcheck when installed
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
