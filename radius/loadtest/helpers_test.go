@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"layeh.com/radius"
 
 	"github.com/herts-council/nacd/internal/testpki"
@@ -131,14 +132,21 @@ func testPolicy(tb testing.TB) *policy.Policy {
 // address.
 func startNacd(tb testing.TB) string {
 	tb.Helper()
+	return startNacdRegistry(tb, nil)
+}
+
+// startNacdRegistry is startNacd with the server's metrics in reg.
+func startNacdRegistry(tb testing.TB, reg prometheus.Registerer) string {
+	tb.Helper()
 	p := newTestPKI(tb)
 	roots := x509.NewCertPool()
 	roots.AddCert(p.deviceRoot.Cert)
 	srv, err := nacdradius.NewServer(nacdradius.Config{
-		Clients:  []nacdradius.Client{{Name: "loopback", Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Secret: testSecret, Site: testSite, RequireMessageAuthenticator: true}},
-		EAPTLS:   &eaptls.Config{Certificates: []tls.Certificate{p.server.TLSCertificate()}},
-		Verifier: &chainVerifier{roots: roots},
-		Policy:   testPolicy(tb),
+		Clients:    []nacdradius.Client{{Name: "loopback", Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Secret: testSecret, Site: testSite, RequireMessageAuthenticator: true}},
+		EAPTLS:     &eaptls.Config{Certificates: []tls.Certificate{p.server.TLSCertificate()}},
+		Verifier:   &chainVerifier{roots: roots},
+		Policy:     testPolicy(tb),
+		Registerer: reg,
 	})
 	if err != nil {
 		tb.Fatalf("NewServer: %v", err)

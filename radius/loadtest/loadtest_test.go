@@ -5,10 +5,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herts-council/nacd/radius/loadtest"
 )
@@ -287,5 +292,45 @@ func TestCancelReturnsPartialSummary(t *testing.T) {
 	}
 	if s.Aborted != 2 || s.Timeouts != 0 || s.Errors != 0 {
 		t.Fatalf("aborted %d timeouts %d errors %d, want 2 aborted", s.Aborted, s.Timeouts, s.Errors)
+	}
+}
+
+// TestServerMetricsAgainstNacd: with ServerMetrics pointing at nacd's
+// registry, the server side of the summary counts exactly the
+// Access-Requests the load generator sent (every round trip answered once)
+// and has plausible quantiles.
+func TestServerMetricsAgainstNacd(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	addr := startNacdRegistry(t, reg)
+	metrics := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer metrics.Close()
+	p := newTestPKI(t)
+	s, err := loadtest.Run(context.Background(), loadtest.Config{
+		Server: addr, Secret: testSecret, Identities: p.identities(personaStaff, personaVisitor), RootCAs: p.serverRoots(),
+		Count: 40, Concurrency: 4, ServerMetrics: metrics.URL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.OK() || s.Accepts != 40 {
+		t.Fatalf("accepts %d, errors %v", s.Accepts, s.ErrorCauses)
+	}
+	ss := s.ServerSide
+	if ss == nil {
+		t.Fatalf("no server side: %s", s.ServerSideError)
+	}
+	if ss.Requests != int64(s.RoundTrip.Count) || s.Retransmits != 0 {
+		t.Errorf("server answered %d Access-Requests, the client completed %d round trips (%d retransmits)", ss.Requests, s.RoundTrip.Count, s.Retransmits)
+	}
+	if !(ss.RequestP50 > 0 && ss.RequestP50 <= ss.RequestP90 && ss.RequestP90 <= ss.RequestP99 && ss.RequestMean > 0) {
+		t.Errorf("server quantiles not ordered/positive: %+v", ss)
+	}
+	if ss.CPUSeconds < 0 || ss.CPUPerAuth < 0 {
+		t.Errorf("negative CPU: %+v", ss)
+	}
+	var b strings.Builder
+	if err := s.WriteText(&b); err != nil || !strings.Contains(b.String(), "per Access-Request (n=") {
+		t.Errorf("text report without the server line: %v\n%s", err, b.String())
 	}
 }
