@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -181,16 +182,40 @@ func (h *accessHandler) start(w ResponseWriter, r *Request, p *eap.Packet) {
 }
 
 // challenge sends an EAP-Request in Access-Challenge with the
-// conversation's State.
+// conversation's State. The EAP-Request is encoded into a pooled scratch
+// buffer: Write copies the attributes into the reply it caches and sends
+// before it returns, so the buffer is free again after it.
 func (h *accessHandler) challenge(w ResponseWriter, r *Request, c *conversation, out *eap.Packet) bool {
-	b, err := out.Marshal()
+	scratch := eapScratch.Get().(*[]byte)
+	defer putEAPScratch(scratch)
+	b, err := out.AppendTo((*scratch)[:0])
 	if err != nil {
 		h.srv.logger.Error("radius: cannot encode EAP-Request", zap.Error(err))
 		return false
 	}
-	attrs := splitEAP(b)
+	*scratch = b
+	attrs := splitEAPRoom(b, 1)
 	attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: []byte(c.state)})
 	return h.write(w, radius.CodeAccessChallenge, attrs)
+}
+
+// eapScratch holds buffers for encoding an outgoing EAP packet, sized for
+// an EAP-TLS fragment (~1 KB) and bounded by the largest RADIUS packet.
+var eapScratch = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1280)
+	return &b
+}}
+
+// putEAPScratch zeroes a scratch buffer (so a wrongly retained alias reads
+// zeros, never a later conversation's bytes) and pools it unless a large
+// packet grew it past a RADIUS packet.
+func putEAPScratch(b *[]byte) {
+	clear(*b)
+	if cap(*b) > radius.MaxPacketLength {
+		return
+	}
+	*b = (*b)[:0]
+	eapScratch.Put(b)
 }
 
 // authorize returns the Authorize callback of conversation c: verify the
@@ -327,7 +352,7 @@ func (h *accessHandler) acceptAttributes(r *Request, out *eap.Packet, id *policy
 	if err != nil {
 		return nil, "", err
 	}
-	attrs := splitEAP(b)
+	attrs := splitEAPRoom(b, 8)
 	if name := identityName(id); name != "" {
 		if len(name) > maxAttrValue {
 			name = name[:maxAttrValue]

@@ -1,7 +1,6 @@
 package radius
 
 import (
-	"container/list"
 	"net/netip"
 	"sync"
 	"time"
@@ -27,21 +26,27 @@ type dupEntry struct {
 	key     dupKey
 	reply   []byte // nil while in progress
 	expires time.Time
+
+	prev, next *dupEntry // the cache's list; nil at the ends
 }
 
 // dupCache remembers requests in progress and the replies sent, bounded in
 // size (oldest evicted first) and in time (an entry lives ttl from its last
-// change). Replies are cached as sent bytes, so a replay is byte-identical.
+// change). Replies are cached as sent bytes, so a replay is byte-identical;
+// they are never a pooled buffer (encodeResponse allocates each).
+//
+// The entries form an intrusive doubly linked list ordered by last change
+// (front: most recent), so an entry is one allocation.
 type dupCache struct {
-	mu  sync.Mutex
-	m   map[dupKey]*list.Element
-	l   list.List // front: most recently changed
-	max int
-	ttl time.Duration
+	mu          sync.Mutex
+	m           map[dupKey]*dupEntry
+	front, back *dupEntry
+	max         int
+	ttl         time.Duration
 }
 
 func newDupCache(max int, ttl time.Duration) *dupCache {
-	return &dupCache{m: make(map[dupKey]*list.Element), max: max, ttl: ttl}
+	return &dupCache{m: make(map[dupKey]*dupEntry), max: max, ttl: ttl}
 }
 
 // begin records k as in progress unless it is known. For dupAnswered it
@@ -51,16 +56,17 @@ func (c *dupCache) begin(k dupKey, now time.Time) (dupState, []byte) {
 	defer c.mu.Unlock()
 	c.expireLocked(now)
 	if e, ok := c.m[k]; ok {
-		ent := e.Value.(*dupEntry)
-		if ent.reply == nil {
+		if e.reply == nil {
 			return dupInProgress, nil
 		}
-		return dupAnswered, ent.reply
+		return dupAnswered, e.reply
 	}
-	for len(c.m) >= c.max && c.l.Len() > 0 {
-		c.removeLocked(c.l.Back())
+	for len(c.m) >= c.max && c.back != nil {
+		c.removeLocked(c.back)
 	}
-	c.m[k] = c.l.PushFront(&dupEntry{key: k, expires: now.Add(c.ttl)})
+	e := &dupEntry{key: k, expires: now.Add(c.ttl)}
+	c.pushFrontLocked(e)
+	c.m[k] = e
 	return dupNew, nil
 }
 
@@ -72,10 +78,10 @@ func (c *dupCache) finish(k dupKey, reply []byte, now time.Time) {
 	if !ok { // evicted while in progress
 		return
 	}
-	ent := e.Value.(*dupEntry)
-	ent.reply = reply
-	ent.expires = now.Add(c.ttl)
-	c.l.MoveToFront(e)
+	e.reply = reply
+	e.expires = now.Add(c.ttl)
+	c.unlinkLocked(e)
+	c.pushFrontLocked(e)
 }
 
 // abandon forgets k (the request was dropped, so a retransmission is
@@ -98,15 +104,39 @@ func (c *dupCache) len() int {
 // last change and every change sets expires to now+ttl, so the back is the
 // first to expire.
 func (c *dupCache) expireLocked(now time.Time) {
-	for e := c.l.Back(); e != nil; e = c.l.Back() {
-		if now.Before(e.Value.(*dupEntry).expires) {
+	for e := c.back; e != nil; e = c.back {
+		if now.Before(e.expires) {
 			return
 		}
 		c.removeLocked(e)
 	}
 }
 
-func (c *dupCache) removeLocked(e *list.Element) {
-	delete(c.m, e.Value.(*dupEntry).key)
-	c.l.Remove(e)
+func (c *dupCache) removeLocked(e *dupEntry) {
+	delete(c.m, e.key)
+	c.unlinkLocked(e)
+}
+
+func (c *dupCache) pushFrontLocked(e *dupEntry) {
+	e.prev, e.next = nil, c.front
+	if c.front != nil {
+		c.front.prev = e
+	} else {
+		c.back = e
+	}
+	c.front = e
+}
+
+func (c *dupCache) unlinkLocked(e *dupEntry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		c.front = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		c.back = e.prev
+	}
+	e.prev, e.next = nil, nil
 }

@@ -3,6 +3,7 @@ package radius
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -265,4 +266,82 @@ func histogram(t *testing.T, e *testEnv, typ string) *dto.Histogram {
 	}
 	t.Fatalf("no nacd_radius_request_duration_seconds{type=%q}", typ)
 	return nil
+}
+
+// TestInterleavedAuthentications: EAP-TLS conversations run concurrently
+// through the server, their round trips interleaved on the workers, so
+// datagram buffers and the EAP encoding scratch buffers pass between
+// conversations. Any buffer given back before its request or reply was done
+// with (they are zeroed when given back) corrupts a TLS flight or a State,
+// and that conversation fails instead of ending in Access-Accept with its
+// own identity.
+func TestInterleavedAuthentications(t *testing.T) {
+	pki := newDevicePKI(t)
+	e := newEnv(t, envOptions{verifier: pki.verifier, workers: 4})
+	const n = 6
+	type result struct {
+		code       radius.Code
+		user, want string
+		err        string
+	}
+	results := make(chan result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		name := "laptop-" + itoa(i)
+		email := "user" + itoa(i) + "@herts.example"
+		leaf := pki.issuing.IssueDevice(t, testpki.Device{CommonName: name, Email: email, Ownership: policy.OwnershipCouncilManaged, Role: policy.RoleStaff})
+		c := e.dial(t, nasIP)
+		v := uint16(tls.VersionTLS13)
+		if i%2 == 1 {
+			v = tls.VersionTLS12
+		}
+		peer := newPeer(t, leaf, v)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer peer.Close()
+			rt := &recordingTB{TB: t}
+			p, _ := func() (p *radius.Packet, req []byte) {
+				defer func() { recover() }() // recordingTB.Fatalf panics to stop this goroutine
+				return authenticate(rt, c, peer)
+			}()
+			if p == nil {
+				results <- result{err: rt.msg}
+				return
+			}
+			results <- result{code: p.Code, user: string(p.Get(attrUserName)), want: email}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	seen := map[string]bool{}
+	for r := range results {
+		if r.code != radius.CodeAccessAccept {
+			t.Fatalf("a conversation did not end in Access-Accept: code %v: %s", r.code, r.err)
+		}
+		if r.user != r.want {
+			t.Fatalf("Access-Accept names %q, want %q", r.user, r.want)
+		}
+		seen[r.user] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct accepted identities, want %d", len(seen), n)
+	}
+}
+
+// recordingTB lets a helper that calls Fatalf run off the test goroutine:
+// it records the message and stops the goroutine by panicking.
+type recordingTB struct {
+	testing.TB
+	msg string
+}
+
+func (r *recordingTB) Helper() {}
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.msg = fmt.Sprintf(format, args...)
+	panic(r.msg)
+}
+func (r *recordingTB) Fatal(args ...any) {
+	r.msg = fmt.Sprint(args...)
+	panic(r.msg)
 }

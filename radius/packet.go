@@ -362,12 +362,19 @@ func eapMessage(p *radius.Packet) (msg []byte, ok bool) {
 }
 
 // splitEAP cuts an EAP packet into EAP-Message attributes of at most 253
-// bytes each.
-func splitEAP(msg []byte) radius.Attributes {
-	attrs := make(radius.Attributes, 0, (len(msg)+maxAttrValue-1)/maxAttrValue)
-	for len(msg) > 0 {
+// bytes each, aliasing msg.
+func splitEAP(msg []byte) radius.Attributes { return splitEAPRoom(msg, 0) }
+
+// splitEAPRoom is splitEAP with capacity for extra more attributes. The
+// AVPs share one allocation.
+func splitEAPRoom(msg []byte, extra int) radius.Attributes {
+	n := (len(msg) + maxAttrValue - 1) / maxAttrValue
+	avps := make([]radius.AVP, n)
+	attrs := make(radius.Attributes, n, n+extra)
+	for i := range avps {
 		k := min(len(msg), maxAttrValue)
-		attrs = append(attrs, &radius.AVP{Type: attrEAPMessage, Attribute: msg[:k:k]})
+		avps[i] = radius.AVP{Type: attrEAPMessage, Attribute: msg[:k:k]}
+		attrs[i] = &avps[i]
 		msg = msg[k:]
 	}
 	return attrs

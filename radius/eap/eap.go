@@ -93,17 +93,27 @@ func (p *Packet) Len() int {
 func (p *Packet) Marshal() ([]byte, error) {
 	n := p.Len()
 	if n > MaxLen {
-		return nil, fmt.Errorf("eap: packet of %d bytes exceeds %d", n, MaxLen)
+		return nil, errTooLong(n)
 	}
-	b := make([]byte, n)
-	b[0] = byte(p.Code)
-	b[1] = p.Identifier
-	binary.BigEndian.PutUint16(b[2:4], uint16(n))
+	return p.AppendTo(make([]byte, 0, n))
+}
+
+func errTooLong(n int) error { return fmt.Errorf("eap: packet of %d bytes exceeds %d", n, MaxLen) }
+
+// AppendTo appends the encoding of p to dst (which may be a reused buffer)
+// and returns the extended slice. It fails, leaving dst as it was, if the
+// packet would exceed MaxLen.
+func (p *Packet) AppendTo(dst []byte) ([]byte, error) {
+	n := p.Len()
+	if n > MaxLen {
+		return dst, errTooLong(n)
+	}
+	dst = append(dst, byte(p.Code), p.Identifier, byte(n>>8), byte(n))
 	if n > HeaderLen {
-		b[4] = byte(p.Type)
-		copy(b[5:], p.Data)
+		dst = append(dst, byte(p.Type))
+		dst = append(dst, p.Data...)
 	}
-	return b, nil
+	return dst, nil
 }
 
 // Success returns an EAP-Success with the given identifier.
