@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -344,4 +345,18 @@ func (r *recordingTB) Fatalf(format string, args ...any) {
 func (r *recordingTB) Fatal(args ...any) {
 	r.msg = fmt.Sprint(args...)
 	panic(r.msg)
+}
+
+// TestRequestTypesBounded: every packet's requestType is one of
+// requestTypes, whose duration series exist from the start.
+func TestRequestTypesBounded(t *testing.T) {
+	for code := range 256 {
+		typ := requestType([]byte{byte(code)})
+		if !slices.Contains(requestTypes, typ) {
+			t.Fatalf("code %d: type %q not in requestTypes", code, typ)
+		}
+	}
+	if typ := requestType(nil); !slices.Contains(requestTypes, typ) {
+		t.Fatalf("empty datagram: type %q not in requestTypes", typ)
+	}
 }

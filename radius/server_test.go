@@ -450,6 +450,7 @@ func TestMetricsRegistered(t *testing.T) {
 		{"nacd_radius_eap_evictions_total", 2},
 		{"nacd_radius_eaptls_handshake_seconds", 1},
 		{"nacd_radius_responses_total", 1},
+		{"nacd_radius_request_duration_seconds", len(requestTypes)}, // one series per type, from the start
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
