@@ -9,6 +9,12 @@ import (
 
 // Request is a verified request: it came from a known client, its framing
 // and Message-Authenticator were checked, and it is not a duplicate.
+//
+// Its attribute values point into the datagram's buffer, which the server
+// reuses for another request (after zeroing it) once the handler returns:
+// they are valid only during ServeRADIUS. Copy what must be kept (the
+// conversation's State, the access-log fields and the joined EAP message
+// are copies), and write the response before returning.
 type Request struct {
 	*radius.Packet // Secret is the client's shared secret
 
