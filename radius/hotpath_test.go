@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"layeh.com/radius"
@@ -249,23 +250,33 @@ func TestRequestDurationHistogram(t *testing.T) {
 // histogram gathers nacd_radius_request_duration_seconds{type=typ}.
 func histogram(t *testing.T, e *testEnv, typ string) *dto.Histogram {
 	t.Helper()
-	mfs, err := e.reg.Gather()
+	m := gatherSeries(t, e.reg, "nacd_radius_request_duration_seconds", "type", typ)
+	if m == nil {
+		t.Fatalf("no nacd_radius_request_duration_seconds{type=%q}", typ)
+	}
+	return m.GetHistogram()
+}
+
+// gatherSeries returns the series of metric name whose label has value,
+// or nil.
+func gatherSeries(tb testing.TB, g prometheus.Gatherer, name, label, value string) *dto.Metric {
+	tb.Helper()
+	mfs, err := g.Gather()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "nacd_radius_request_duration_seconds" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "type" && l.GetValue() == typ {
-					return m.GetHistogram()
+				if l.GetName() == label && l.GetValue() == value {
+					return m
 				}
 			}
 		}
 	}
-	t.Fatalf("no nacd_radius_request_duration_seconds{type=%q}", typ)
 	return nil
 }
 

@@ -221,22 +221,9 @@ func sessionKeys(ss []*Session) []string {
 // mustGauge returns the nacd_accounting_sessions_active series of site.
 func mustGauge(tb testing.TB, reg *prometheus.Registry, site string) prometheus.Gauge {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
-	for _, mf := range mfs {
-		if mf.GetName() != "nacd_accounting_sessions_active" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "site" && l.GetValue() == site {
-					g.Set(m.GetGauge().GetValue())
-				}
-			}
-		}
+	if m := gatherSeries(tb, reg, "nacd_accounting_sessions_active", "site", site); m != nil {
+		g.Set(m.GetGauge().GetValue())
 	}
 	return g
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,13 +54,8 @@ func TestServePprof(t *testing.T) {
 	}
 	get := func(url string) (int, string) {
 		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		code, body := httpGet(t, url)
+		return code, string(body)
 	}
 	if code, body := get("http://" + info.Pprof + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
 		t.Errorf("pprof index: %d %.200q", code, body)
