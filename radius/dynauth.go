@@ -332,6 +332,8 @@ func (c *DynAuthClient) send(ctx context.Context, s *Session, typ string, vlan i
 			port = DefaultCoAPort
 		}
 		dst := netip.AddrPortFrom(nasAddr(s), uint16(port))
+		x := &dynAuthExchange{}
+		defer x.close()
 		wait := c.cfg.Backoff
 		for attempt := 1; attempt <= c.cfg.Attempts; attempt++ {
 			if attempt > 1 {
@@ -348,7 +350,10 @@ func (c *DynAuthClient) send(ctx context.Context, s *Session, typ string, vlan i
 				wait = min(2*wait, maxDynAuthBackoff)
 			}
 			res.Attempts = attempt
-			res.Result, res.ErrorCause, res.Error = c.attempt(ctx, dst, cl.Secret, s, typ, vlan)
+			res.Result, res.ErrorCause, res.Error = c.attempt(ctx, x, dst, cl.Secret, s, typ, vlan)
+			if res.Result == DynAuthNAK {
+				x.req = nil // answered: a retry is a new request
+			}
 			if res.Result == DynAuthACK || res.Result == DynAuthError ||
 				(res.Result == DynAuthNAK && res.ErrorCause == ErrorCauseSessionNotFound) {
 				break
@@ -368,26 +373,51 @@ func (c *DynAuthClient) send(ctx context.Context, s *Session, typ string, vlan i
 	return res
 }
 
-// attempt sends one request from a fresh socket and waits Timeout for a
-// valid answer (right code, Identifier, Response Authenticator and
-// Message-Authenticator); anything else received is ignored.
-func (c *DynAuthClient) attempt(ctx context.Context, dst netip.AddrPort, secret []byte, s *Session, typ string, vlan int) (result string, cause uint32, errText string) {
+// dynAuthExchange is one Disconnect/CoA request's socket and bytes across
+// its attempts. A retransmission after a timeout sends the same bytes (same
+// Identifier, Request Authenticator and Event-Timestamp) from the same
+// source port, as RFC 5080 section 2.2.1 requires, so the NAS's duplicate
+// detection sees a retransmission rather than a second request, and a late
+// answer to the earlier transmission still counts. Only after a NAK (an
+// answered request) is the request built anew, with a new Identifier.
+type dynAuthExchange struct {
+	conn *net.UDPConn
+	req  []byte
+}
+
+func (x *dynAuthExchange) close() {
+	if x.conn != nil {
+		x.conn.Close()
+	}
+}
+
+// attempt sends x's request (building it, and the socket, when there is
+// none yet) and waits Timeout for a valid answer (right code, Identifier,
+// Response Authenticator and Message-Authenticator); anything else received
+// is ignored.
+func (c *DynAuthClient) attempt(ctx context.Context, x *dynAuthExchange, dst netip.AddrPort, secret []byte, s *Session, typ string, vlan int) (result string, cause uint32, errText string) {
 	if len(secret) == 0 {
 		return DynAuthError, 0, "empty shared secret"
 	}
-	var idb [1]byte
-	if _, err := rand.Read(idb[:]); err != nil {
-		return DynAuthError, 0, err.Error()
+	if x.req == nil {
+		var idb [1]byte
+		if _, err := rand.Read(idb[:]); err != nil {
+			return DynAuthError, 0, err.Error()
+		}
+		req, err := encodeDynAuthRequest(typ, idb[0], secret, s, vlan, c.cfg.Now())
+		if err != nil {
+			return DynAuthError, 0, err.Error()
+		}
+		x.req = req
 	}
-	req, err := encodeDynAuthRequest(typ, idb[0], secret, s, vlan, c.cfg.Now())
-	if err != nil {
-		return DynAuthError, 0, err.Error()
+	if x.conn == nil {
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			return DynAuthError, 0, err.Error()
+		}
+		x.conn = conn
 	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
-	if err != nil {
-		return DynAuthError, 0, err.Error()
-	}
-	defer conn.Close()
+	conn, req := x.conn, x.req
 	deadline := time.Now().Add(c.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -409,7 +439,11 @@ func (c *DynAuthClient) attempt(ctx context.Context, dst netip.AddrPort, secret 
 				return DynAuthTimeout, 0, "no valid answer within " + c.cfg.Timeout.String()
 			}
 			// ICMP port unreachable and the like: count as a timeout of this
-			// attempt (the NAS may come back), keep the text.
+			// attempt (the NAS may come back), keep the text. The socket
+			// keeps the error pending; the next attempt sends the same bytes
+			// from a fresh one.
+			x.close()
+			x.conn = nil
 			return DynAuthTimeout, 0, err.Error()
 		}
 		code, cause, ok := checkDynAuthResponse(buf[:n], req, secret)

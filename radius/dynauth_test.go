@@ -1,6 +1,7 @@
 package radius
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
@@ -41,6 +42,8 @@ type nasReply struct {
 }
 
 type nasRequest struct {
+	raw        []byte
+	from       *net.UDPAddr
 	code       radius.Code
 	packet     *radius.Packet
 	authOK     bool // Request Authenticator (RFC 5176 section 3.3)
@@ -74,7 +77,7 @@ func newTestNAS(tb testing.TB, secret []byte, script ...nasReply) *testNAS {
 func (n *testNAS) port() int { return n.conn.LocalAddr().(*net.UDPAddr).Port }
 
 func (n *testNAS) handle(b []byte, from *net.UDPAddr) {
-	req := nasRequest{authOK: radius.IsAuthenticRequest(b, n.secret), receivedAt: time.Now()}
+	req := nasRequest{raw: b, from: from, authOK: radius.IsAuthenticRequest(b, n.secret), receivedAt: time.Now()}
 	p, err := radius.Parse(b, n.secret)
 	if err != nil {
 		return
@@ -252,6 +255,54 @@ func TestRevokeDisconnects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDisconnectRetransmission: after a timeout the same request is sent
+// again byte for byte (same Identifier, Request Authenticator,
+// Event-Timestamp) from the same source port, so the NAS can recognise the
+// retransmission (RFC 5080 section 2.2.1); after a NAK the retry is a new
+// request with a new Request Authenticator.
+func TestDisconnectRetransmission(t *testing.T) {
+	t.Run("timeout: identical retransmission", func(t *testing.T) {
+		e := newDynEnv(t, DynAuthDisconnect, nasReply{drop: true}, nasReply{drop: true}, nasReply{ack: true})
+		e.start(t, "dave@herts.example", "6ba7b810-9dad-11d1-80b4-00c04fd4300a", "acct-dave", "AA-BB-CC-00-00-0A")
+		res, err := e.dyn.DisconnectHolder(context.Background(), "dave@herts.example")
+		if err != nil || len(res) != 1 || res[0].Result != DynAuthACK || res[0].Attempts != 3 {
+			t.Fatalf("DisconnectHolder = %+v, %v; want ack after 3 attempts", res, err)
+		}
+		got := e.nas.requests()
+		if len(got) != 3 {
+			t.Fatalf("NAS got %d requests, want 3", len(got))
+		}
+		for i := 1; i < len(got); i++ {
+			if !bytes.Equal(got[i].raw, got[0].raw) {
+				t.Errorf("transmission %d differs from the first (Identifier %d vs %d): not a retransmission", i+1, got[i].raw[1], got[0].raw[1])
+			}
+			if got[i].from.Port != got[0].from.Port {
+				t.Errorf("transmission %d from port %d, the first from %d", i+1, got[i].from.Port, got[0].from.Port)
+			}
+		}
+	})
+	t.Run("NAK: a new request", func(t *testing.T) {
+		e := newDynEnv(t, DynAuthDisconnect, nasReply{cause: 506}, nasReply{ack: true})
+		e.start(t, "erin@herts.example", "6ba7b810-9dad-11d1-80b4-00c04fd4300b", "acct-erin", "AA-BB-CC-00-00-0B")
+		res, err := e.dyn.DisconnectHolder(context.Background(), "erin@herts.example")
+		if err != nil || len(res) != 1 || res[0].Result != DynAuthACK || res[0].Attempts != 2 {
+			t.Fatalf("DisconnectHolder = %+v, %v; want ack after 2 attempts", res, err)
+		}
+		got := e.nas.requests()
+		if len(got) != 2 {
+			t.Fatalf("NAS got %d requests, want 2", len(got))
+		}
+		if bytes.Equal(got[0].raw[4:20], got[1].raw[4:20]) {
+			t.Error("the request after a NAK has the same Request Authenticator: it must be a new request")
+		}
+		for i, r := range got {
+			if !r.authOK || !r.maOK {
+				t.Errorf("request %d: Request Authenticator ok %v, Message-Authenticator ok %v", i+1, r.authOK, r.maOK)
+			}
+		}
+	})
 }
 
 // TestDisconnectNAK: a NAK is retried with backoff, then reported with its
