@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"sync"
 	"time"
+
+	"github.com/herts-council/nacd/policy"
 )
 
 // DefaultChainCacheSize is the number of verified chains a TrustStore keeps
@@ -50,6 +52,11 @@ type chainEntry struct {
 	anchor int                   // index in storeState.anchors
 	chains [][]*x509.Certificate // from x509.Verify; read-only
 	lo, hi time.Time             // usable for lo <= now <= hi
+	// id is the leaf's attributes under the anchor's OIDs
+	// (policy.IdentityFromCertificate, a pure function of the leaf's DER,
+	// which the key covers, and of the anchor's configuration, fixed for
+	// the cache's life), without status or revocation; read-only.
+	id policy.Identity
 }
 
 func newChainCache(max int) *chainCache {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"math/big"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -269,5 +270,33 @@ func BenchmarkVerifyClientChainCache(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestChainCacheIdentityIsACopy: the cached identity (attributes computed
+// once per chain) comes back equal on every hit, and a caller changing the
+// identity it got (its PolicyOIDs slice included) changes nothing cached.
+func TestChainCacheIdentityIsACopy(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	ts, err := NewTrustStore([]AnchorConfig{{Name: "council", IL3: true, CAFiles: []string{f.rootFile}, OIDs: policy.DefaultOIDs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := f.inter.IssueDevice(t, testpki.Device{CommonName: "tablet", Email: "amy@herts.example", Ownership: policy.OwnershipCouncilManaged, Role: policy.RoleStaff, IL3: true, ExtraPolicies: []string{"1.2.3.4"}})
+	first := ts.VerifyClient(l.Chain, now) // miss: verified and cached
+	if first.Status != policy.CertOK || len(first.PolicyOIDs) == 0 {
+		t.Fatalf("first: status %q, policy OIDs %v", first.Status, first.PolicyOIDs)
+	}
+	want := first
+	want.PolicyOIDs = slices.Clone(first.PolicyOIDs)
+	first.PolicyOIDs[0] = "tampered by the caller"
+	first.Email, first.ClearanceIL3 = "mallory@example.org", false
+	for i := range 3 {
+		got := ts.VerifyClient(l.Chain, now) // hits
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("hit %d:\n got %+v\nwant %+v", i, got, want)
+		}
+		got.PolicyOIDs[0] = "tampered again"
 	}
 }

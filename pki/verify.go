@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/herts-council/nacd/policy"
@@ -88,7 +89,9 @@ func (ts *TrustStore) verify(chain []*x509.Certificate, now time.Time) policy.Id
 	if cache != nil {
 		key = chainKey(chain)
 		if e, ok := cache.get(key, now); ok {
-			return st.anchors[e.anchor].identity(leaf, e.chains, now)
+			id := e.id
+			id.PolicyOIDs = slices.Clone(id.PolicyOIDs) // the caller's copy
+			return st.anchors[e.anchor].checked(id, e.chains, now)
 		}
 	}
 	var peer *x509.CertPool
@@ -127,10 +130,12 @@ func (ts *TrustStore) verify(chain []*x509.Certificate, now time.Time) policy.Id
 			}
 			continue
 		}
+		id := a.attributes(leaf)
 		if cache != nil && !hi.Before(lo) {
-			cache.put(&chainEntry{key: key, anchor: i, chains: chains, lo: lo, hi: hi})
+			cache.put(&chainEntry{key: key, anchor: i, chains: chains, lo: lo, hi: hi, id: id})
+			id.PolicyOIDs = slices.Clone(id.PolicyOIDs) // the entry keeps its own
 		}
-		return a.identity(leaf, chains, now)
+		return a.checked(id, chains, now)
 	}
 	id := policy.IdentityFromCertificate(leaf, policy.OIDs{})
 	id.Status = status
@@ -149,12 +154,18 @@ func allRaw(certs []*x509.Certificate) bool {
 	return true
 }
 
-// identity is the identity of leaf verified by a into chains (x509.Verify's
-// result), with EKU and revocation checked at now.
-func (a *anchor) identity(leaf *x509.Certificate, chains [][]*x509.Certificate, now time.Time) policy.Identity {
+// attributes is the identity of leaf under a (its OIDs, its name and il3
+// flag), before any status.
+func (a *anchor) attributes(leaf *x509.Certificate) policy.Identity {
 	id := policy.IdentityFromCertificate(leaf, a.cfg.OIDs)
 	id.Anchor = a.cfg.Name
 	id.AnchorIL3 = a.cfg.IL3
+	return id
+}
+
+// checked is id (a's attributes of the leaf of chains, x509.Verify's
+// result) with EKU and revocation checked at now.
+func (a *anchor) checked(id policy.Identity, chains [][]*x509.Certificate, now time.Time) policy.Identity {
 	id.Status, id.Revocation = a.check(chains, now)
 	return id
 }
