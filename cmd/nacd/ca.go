@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ const caUsage = `usage:
   nacd ca issue  --csr FILE --email E --role R --ownership O [--il3]
                  [--device-uuid U] [--name N] [--valid 365d] --out FILE
   nacd ca renew  --cert FILE --csr FILE --out FILE
-  nacd ca revoke (--serial S | --device UUID | --holder EMAIL) --reason R
+  nacd ca revoke (--serial S | --device UUID | --holder EMAIL) --reason R [--server URL] [--ca-file FILE]
   nacd ca list   [--expiring 30d] [--holder E] [--device U] [--status valid|revoked|expired] [--json]
   nacd ca crl    [--out FILE]                                current CRL (DER to FILE, else PEM on stdout)
 
@@ -35,12 +36,17 @@ embedded bbolt DB in DIR/ca; postgres://... for a shared store),
 when set at init), --crl-url URL and --ocsp-url URL (put in issued
 certificates).
 
-These commands open the CA and its store directly. With the embedded store
-(bbolt), a running "nacd serve" holds the DB file lock: stop the daemon first
-(the command fails after 5 s with "store in use" otherwise), or use the
-running server's admin API (POST /v1/admin/issue, /v1/admin/revoke). With a
-PostgreSQL store they work while nacd nodes run; the nodes pick up
-revocations within seconds.
+revoke asks the running nacd at --server (default `+DefaultPKIURL+`, its
+PKI listener) with the admin token in DATA_DIR, so that nacd also
+disconnects the revoked devices' live sessions (RFC 5176) at once; only
+when nothing listens there does it revoke in the store itself (and says
+that live sessions are not disconnected).
+The other commands open the CA and its store directly. With the embedded
+store (bbolt), a running "nacd serve" holds the DB file lock: stop the daemon
+first (the command fails after 5 s with "store in use" otherwise), or use the
+running server's admin API (POST /v1/admin/issue). With a PostgreSQL store
+they work while nacd nodes run; the nodes pick up revocations within
+seconds.
 Roles: staff, member, contractor, visitor. Ownership: council-managed,
 personal. Reasons: unspecified, keyCompromise, affiliationChanged,
 superseded, cessationOfOperation, privilegeWithdrawn (RFC 5280 names or
@@ -300,6 +306,8 @@ func cmdCARevoke(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	device := fs.String("device", "", "device UUID: revoke all its certificates")
 	holder := fs.String("holder", "", "holder e-mail: revoke every certificate of every device")
 	reasonS := fs.String("reason", "", "RFC 5280 reason (keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, unspecified)")
+	server := fs.String("server", DefaultPKIURL, "PKI HTTP API of the running nacd: revoke through it (its live sessions are disconnected) when it listens there")
+	caFile := fs.String("ca-file", "", "CA root to verify --server with (default DATA_DIR/ca/root.crt)")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -318,6 +326,22 @@ func cmdCARevoke(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "nacd ca revoke: %v\n", err)
 		return exitUsage
 	}
+	api, err := newAdminAPI(*server, f.dataDir, *caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "nacd ca revoke: %v\n", err)
+		return exitUsage
+	}
+	if api.listening() {
+		// The running nacd revokes, publishes the CRL and disconnects the
+		// device's live sessions (RFC 5176), all at once.
+		var out pki.RevokeResponse
+		if err := api.call(ctx, http.MethodPost, "/v1/admin/revoke", pki.RevokeRequest{Serial: *serial, Device: *device, Holder: *holder, Reason: *reasonS}, &out, http.StatusOK); err != nil {
+			return caFail(stderr, "revoke", err)
+		}
+		printRevoked(stdout, out.Revoked, reason, "via "+api.server+"; nacd disconnects their live sessions")
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "nacd ca revoke: no nacd listening at %s: revoking in the store of %s; live sessions are not disconnected by this command (nacd sessions disconnect, once nacd runs)\n", api.server, f.dataDir)
 	ca, err := f.open(ctx)
 	if err != nil {
 		return caFail(stderr, "revoke", err)
@@ -337,12 +361,16 @@ func cmdCARevoke(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return caFail(stderr, "revoke", err)
 	}
-	if len(serials) == 0 {
-		fmt.Fprintln(stdout, "nothing to revoke: already revoked")
-		return exitOK
-	}
-	fmt.Fprintf(stdout, "revoked (%s): %s\n", reason, strings.Join(serials, " "))
+	printRevoked(stdout, serials, reason, "in the store of "+f.dataDir)
 	return exitOK
+}
+
+func printRevoked(w io.Writer, serials []string, reason pki.RevocationReason, via string) {
+	if len(serials) == 0 {
+		fmt.Fprintf(w, "nothing to revoke: already revoked (%s)\n", via)
+		return
+	}
+	fmt.Fprintf(w, "revoked (%s): %s (%s)\n", reason, strings.Join(serials, " "), via)
 }
 
 // listRecord is the JSON form of a record in `nacd ca list --json`.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -119,12 +118,12 @@ func cmdEnrollInvite(ctx context.Context, args []string, stdout, stderr io.Write
 	if f.dataDir == "" {
 		f.dataDir = config.DefaultDataDir
 	}
-	u, err := url.Parse(f.server)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		fmt.Fprintf(stderr, "nacd enroll invite: --server %q: want https://host:port\n", f.server)
+	api, err := newAdminAPI(f.server, f.dataDir, f.caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "nacd enroll invite: %v\n", err)
 		return exitUsage
 	}
-	f.server = strings.TrimRight(f.server, "/")
+	f.server = api.server
 	var mailer *pki.Mailer
 	if f.smtp != "" {
 		mailer, err = newCLIMailer(f)
@@ -138,17 +137,10 @@ func cmdEnrollInvite(ctx context.Context, args []string, stdout, stderr io.Write
 		out pki.InviteResponse
 		via string
 	)
-	hostport := u.Host
-	if u.Port() == "" {
-		hostport = net.JoinHostPort(u.Hostname(), "443")
-	}
-	if c, derr := net.DialTimeout("tcp", hostport, 5*time.Second); isNotListening(derr) {
-		out, via, err = inviteLocal(ctx, f, inv)
+	if api.listening() {
+		out, via, err = inviteViaAPI(ctx, api, inv)
 	} else {
-		if c != nil {
-			c.Close()
-		}
-		out, via, err = inviteViaAPI(ctx, f, inv)
+		out, via, err = inviteLocal(ctx, f, inv)
 	}
 	if err != nil {
 		printErr(stderr, "enroll invite", err)
@@ -183,54 +175,15 @@ func printInvitation(w io.Writer, out pki.InviteResponse, f inviteFlags, caHint,
 }
 
 // inviteViaAPI asks the running nacd's admin API.
-func inviteViaAPI(ctx context.Context, f inviteFlags, inv pki.Invite) (pki.InviteResponse, string, error) {
-	caFile := f.caFile
-	if caFile == "" {
-		caFile = pki.CARootFile(f.dataDir)
-	}
-	pool := x509.NewCertPool()
-	if pemData, err := os.ReadFile(caFile); err != nil {
-		return pki.InviteResponse{}, "", fmt.Errorf("CA root for %s: %w", f.server, err)
-	} else if !pool.AppendCertsFromPEM(pemData) {
-		return pki.InviteResponse{}, "", fmt.Errorf("CA root %s: no PEM certificate", caFile)
-	}
-	tok, err := pki.ReadAdminToken(filepath.Join(f.dataDir, pki.AdminTokenFileName))
-	if err != nil {
-		return pki.InviteResponse{}, "", err
-	}
-	body, _ := json.Marshal(pki.InviteRequest{Email: inv.Email, Role: string(inv.Role), Ownership: string(inv.Ownership),
-		ClearanceIL3: inv.ClearanceIL3, DeviceName: inv.DeviceName, Valid: inv.Valid.String()})
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", f.server+"/v1/admin/tokens", bytes.NewReader(body))
-	if err != nil {
-		return pki.InviteResponse{}, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     serverTLS(pool, f.server),
-		TLSHandshakeTimeout: 10 * time.Second,
-	}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return pki.InviteResponse{}, "", err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated {
-		var e struct{ Error, Reason string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return pki.InviteResponse{}, "", fmt.Errorf("%s: %d %s: %s", f.server, resp.StatusCode, e.Error, e.Reason)
-		}
-		return pki.InviteResponse{}, "", fmt.Errorf("%s: HTTP %d", f.server, resp.StatusCode)
-	}
+func inviteViaAPI(ctx context.Context, api *adminAPI, inv pki.Invite) (pki.InviteResponse, string, error) {
 	var out pki.InviteResponse
-	if err := json.Unmarshal(data, &out); err != nil {
-		return pki.InviteResponse{}, "", fmt.Errorf("%s: %w", f.server, err)
+	err := api.call(ctx, http.MethodPost, "/v1/admin/tokens", pki.InviteRequest{Email: inv.Email, Role: string(inv.Role), Ownership: string(inv.Ownership),
+		ClearanceIL3: inv.ClearanceIL3, DeviceName: inv.DeviceName, Valid: inv.Valid.String()}, &out, http.StatusCreated)
+	if err != nil {
+		return pki.InviteResponse{}, "", err
 	}
 	out.Facts = out.FactsOf()
-	return out, "via " + f.server, nil
+	return out, "via " + api.server, nil
 }
 
 // serverTLS verifies the PKI listener against the CA root only. When the

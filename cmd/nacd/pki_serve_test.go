@@ -144,10 +144,12 @@ func TestServePKIListener(t *testing.T) {
 				t.Fatalf("reload: %s", resp.Status)
 			}
 		}},
-		{name: "admin API revocation disconnects", code: radius.CodeDisconnectRequest, do: func(t *testing.T) {
-			body, _ := json.Marshal(map[string]string{"device": inv.DeviceUUID, "reason": "keyCompromise"})
-			if code, out := adminPost(t, dataDir, pkiURL, "/v1/admin/revoke", body); code != http.StatusOK || !strings.Contains(out, chain[0].SerialNumber.Text(16)) {
-				t.Fatalf("revoke: %d %s", code, out)
+		{name: "nacd ca revoke through the running daemon disconnects", code: radius.CodeDisconnectRequest, do: func(t *testing.T) {
+			// The CLI finds nacd listening at --server and revokes through
+			// its admin API (the bbolt store is locked by serve anyway).
+			code, out, errOut := runCACmd(t, "revoke", "--data-dir", dataDir, "--server", pkiURL, "--device", inv.DeviceUUID, "--reason", "keyCompromise")
+			if code != exitOK || !strings.Contains(out, chain[0].SerialNumber.Text(16)) || !strings.Contains(out, "via "+pkiURL) {
+				t.Fatalf("nacd ca revoke: %d %q %q", code, out, errOut)
 			}
 		}},
 	}
