@@ -36,7 +36,7 @@ embedded bbolt DB in DIR/ca; postgres://... for a shared store),
 when set at init), --crl-url URL and --ocsp-url URL (put in issued
 certificates).
 
-revoke asks the running nacd at --server (default `+DefaultPKIURL+`, its
+revoke asks the running nacd at --server (default ` + DefaultPKIURL + `, its
 PKI listener) with the admin token in DATA_DIR, so that nacd also
 disconnects the revoked devices' live sessions (RFC 5176) at once; only
 when nothing listens there does it revoke in the store itself (and says
