@@ -14,6 +14,13 @@ package radius
 //     (identity = source address AND certificate, never either alone);
 //  5. the client's connection limit is not reached.
 //
+// When RadSecConfig.VerifyPeer is set (nacd: the revocation check of the
+// NAS certificate against a pki.TrustStore), it is called at the handshake,
+// after Go verified the chain (a refusal fails the handshake and is counted
+// as "revoked"), and again before every request on a live connection: a
+// certificate revoked since the handshake closes the connection (cause
+// "revoked") and the request is dropped unanswered.
+//
 // Every outcome is counted in nacd_radius_radsec_connections_total{result}.
 // Requests on the connection are framed by their RADIUS Length field (at
 // most RadSecMaxPacket bytes; anything else closes the connection), verified
@@ -35,6 +42,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +76,9 @@ const (
 	RadSecUnknownClient    = "unknown_client"    // source address is no RadSec client
 	RadSecHandshakeFailed  = "handshake_failed"  // TLS error, untrusted or missing certificate, timeout
 	RadSecIdentityMismatch = "identity_mismatch" // trusted certificate that does not name the client
+	// RadSecRevoked: RadSecConfig.VerifyPeer refused the certificate at
+	// the handshake (revoked, or its revocation status unknown: fail closed).
+	RadSecRevoked = "revoked"
 )
 
 // Causes of a RadSec connection close: the label values of
@@ -79,15 +90,17 @@ const (
 	RadSecClosedError    = "error"    // read or write error
 	RadSecClosedClient   = "client"   // the client (or its certificate identity) left the config
 	RadSecClosedShutdown = "shutdown" // the server closed
+	RadSecClosedRevoked  = "revoked"  // VerifyPeer refused the certificate before a request (revoked since the handshake)
 )
 
 var (
-	radsecResults = []string{RadSecAccepted, RadSecLimit, RadSecUnknownClient, RadSecHandshakeFailed, RadSecIdentityMismatch}
-	radsecCloses  = []string{RadSecClosedIdle, RadSecClosedFraming, RadSecClosedPeer, RadSecClosedError, RadSecClosedClient, RadSecClosedShutdown}
+	radsecResults = []string{RadSecAccepted, RadSecLimit, RadSecUnknownClient, RadSecHandshakeFailed, RadSecIdentityMismatch, RadSecRevoked}
+	radsecCloses  = []string{RadSecClosedIdle, RadSecClosedFraming, RadSecClosedPeer, RadSecClosedError, RadSecClosedClient, RadSecClosedShutdown, RadSecClosedRevoked}
 )
 
 // RadSecConfig configures RADIUS over TLS. Certificates and ClientCAs can be
-// replaced by Reload; the limits and timeouts are fixed at NewServer.
+// replaced by Reload; the limits, timeouts and VerifyPeer are fixed at
+// NewServer (a Reload keeps them).
 type RadSecConfig struct {
 	// Certificates is the server certificate (chain) presented to NASes.
 	Certificates []tls.Certificate
@@ -97,6 +110,14 @@ type RadSecConfig struct {
 	// MinVersion is the lowest TLS version accepted: TLS 1.2 (default)
 	// or TLS 1.3.
 	MinVersion uint16
+	// VerifyPeer, when set, checks a NAS certificate beyond its chain:
+	// nacd checks revocation here. chain is what the NAS presented, leaf
+	// first (its chain to ClientCAs already verified). It is called at the
+	// handshake (an error fails it: result "revoked") and before every
+	// request on the connection (an error closes it: cause "revoked", the
+	// request dropped), so it must be cheap and safe for concurrent use.
+	// nil: no check beyond the chain (NewServer logs a warning).
+	VerifyPeer func(chain []*x509.Certificate, now time.Time) error
 
 	IdleTimeout             time.Duration // close after no request for this long, default DefaultRadSecIdleTimeout
 	MaxConnections          int           // global, default DefaultRadSecMaxConnections
@@ -149,6 +170,10 @@ type radsec struct {
 	results *prometheus.CounterVec
 	closes  *prometheus.CounterVec
 
+	// verified is the snapshot's TLS configuration with VerifyConnection
+	// calling cfg.VerifyPeer, derived once per reload (nil without it).
+	verified atomic.Pointer[derivedTLS]
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	live      map[*radsecConn]struct{}
@@ -173,11 +198,11 @@ func newRadSec(s *Server, cfg *RadSecConfig, reg prometheus.Registerer) (*radsec
 		}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nacd_radius_radsec_connections_total",
-			Help: "RadSec connection attempts, by result (accepted, limit, unknown_client, handshake_failed, identity_mismatch).",
+			Help: "RadSec connection attempts, by result (accepted, limit, unknown_client, handshake_failed, identity_mismatch, revoked).",
 		}, []string{"result"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nacd_radius_radsec_closed_total",
-			Help: "Accepted RadSec connections closed, by cause (idle, framing, peer, error, client, shutdown).",
+			Help: "Accepted RadSec connections closed, by cause (idle, framing, peer, error, client, shutdown, revoked).",
 		}, []string{"cause"}),
 	}
 	for _, v := range radsecResults {
@@ -211,6 +236,9 @@ func newRadSec(s *Server, cfg *RadSecConfig, reg prometheus.Registerer) (*radsec
 			return nil, nil, err
 		}
 		r.cfg = c
+		if c.VerifyPeer == nil {
+			s.logger.Warn("radius: RadSec has no revocation check for NAS certificates: a revoked controller certificate is accepted until it expires")
+		}
 	}
 	if reg != nil {
 		var errs []error
@@ -319,7 +347,8 @@ type radsecConn struct {
 	conn    *tls.Conn
 	remote  netip.AddrPort
 	leaf    *x509.Certificate
-	pending chan struct{} // one token per request being processed
+	chain   []*x509.Certificate // as presented, leaf first (VerifyPeer)
+	pending chan struct{}       // one token per request being processed
 
 	mu        sync.Mutex
 	base      *Client // the configured client it was matched to
@@ -371,14 +400,19 @@ func (r *radsec) handle(raw net.Conn) {
 		// The current snapshot's configuration: a reload of the
 		// certificate or CA bundle applies to the next handshake.
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			if c := r.srv.snap.Load().radsecTLS; c != nil {
-				return c, nil
-			}
-			return nil, ErrRadSecNotConfigured
+			return r.serverTLS()
 		},
 	})
 	raw.SetDeadline(time.Now().Add(r.cfg.HandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
+		var pe *peerRefusedError
+		if errors.As(err, &pe) {
+			r.results.WithLabelValues(RadSecRevoked).Inc()
+			r.srv.limitedLog("radsec_revoked", "radius: RadSec certificate refused by the revocation check; handshake failed",
+				zap.Stringer("src", remote), zap.String("nas", client.Name), zap.String("subject", pe.subject), zap.Error(pe.err))
+			tc.Close()
+			return
+		}
 		r.results.WithLabelValues(RadSecHandshakeFailed).Inc()
 		r.srv.limitedLog("radsec_handshake", "radius: RadSec TLS handshake failed", zap.Stringer("src", remote), zap.String("nas", client.Name), zap.Error(err))
 		tc.Close()
@@ -411,6 +445,7 @@ func (r *radsec) handle(raw net.Conn) {
 		conn:    tc,
 		remote:  remote,
 		leaf:    leaf,
+		chain:   cs.PeerCertificates,
 		pending: make(chan struct{}, r.cfg.MaxPendingPerConnection),
 		done:    make(chan struct{}),
 	}
@@ -449,6 +484,50 @@ func (r *radsec) handle(raw net.Conn) {
 	r.closes.WithLabelValues(cause).Inc()
 	log.Debug("radius: RadSec connection closed", zap.String("cause", cause))
 }
+
+// derivedTLS is a snapshot's RadSec TLS configuration (base) and its
+// clone that calls VerifyPeer (derived).
+type derivedTLS struct{ base, derived *tls.Config }
+
+// serverTLS is the TLS configuration for a new handshake: the current
+// snapshot's, with VerifyConnection calling VerifyPeer when one is set.
+func (r *radsec) serverTLS() (*tls.Config, error) {
+	base := r.srv.snap.Load().radsecTLS
+	if base == nil {
+		return nil, ErrRadSecNotConfigured
+	}
+	if r.cfg.VerifyPeer == nil {
+		return base, nil
+	}
+	if d := r.verified.Load(); d != nil && d.base == base {
+		return d.derived, nil
+	}
+	c := base.Clone()
+	c.VerifyConnection = r.verifyConnection
+	r.verified.Store(&derivedTLS{base: base, derived: c})
+	return c, nil
+}
+
+// verifyConnection runs VerifyPeer at the handshake, after Go verified the
+// chain (RequireAndVerifyClientCert).
+func (r *radsec) verifyConnection(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 || len(cs.VerifiedChains) == 0 { // unreachable with RequireAndVerifyClientCert; fail closed
+		return &peerRefusedError{err: errors.New("no verified client certificate")}
+	}
+	if err := r.cfg.VerifyPeer(cs.PeerCertificates, r.srv.now()); err != nil {
+		return &peerRefusedError{subject: cs.PeerCertificates[0].Subject.String(), err: err}
+	}
+	return nil
+}
+
+// peerRefusedError is a handshake failed by VerifyPeer.
+type peerRefusedError struct {
+	subject string
+	err     error
+}
+
+func (e *peerRefusedError) Error() string { return "radsec: certificate refused: " + e.err.Error() }
+func (e *peerRefusedError) Unwrap() error { return e.err }
 
 func (r *radsec) refuse(c net.Conn, result string, log *zap.Logger) {
 	r.results.WithLabelValues(result).Inc()
@@ -521,10 +600,22 @@ func (c *radsecConn) setClient(base *Client) {
 }
 
 // requestClient returns the client for a request on this connection,
-// re-checked against the current client table; nil (and the connection
-// closed) when the client is gone, no longer RadSec, or no longer named by
-// the certificate.
+// re-checked against the current client table and VerifyPeer; nil (and
+// the connection closed) when the certificate is refused (revoked since
+// the handshake), the client is gone, no longer RadSec, or no longer named
+// by the certificate.
 func (c *radsecConn) requestClient() *Client {
+	if vp := c.r.cfg.VerifyPeer; vp != nil {
+		if err := vp(c.chain, c.r.srv.now()); err != nil {
+			c.mu.Lock()
+			nas := c.base.Name
+			c.mu.Unlock()
+			c.r.srv.limitedLog("radsec_revoked_live", "radius: RadSec certificate refused by the revocation check; connection closed, request dropped",
+				zap.Stringer("src", c.remote), zap.String("nas", nas), zap.String("subject", c.leaf.Subject.String()), zap.Error(err))
+			c.shut(RadSecClosedRevoked)
+			return nil
+		}
+	}
 	cur := c.r.srv.snap.Load().clients.lookup(c.remote.Addr())
 	c.mu.Lock()
 	if cur != nil && cur == c.base {
