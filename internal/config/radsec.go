@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/herts-council/nacd/pki"
+	"github.com/herts-council/nacd/policy"
 )
 
 // RadSec defaults (configs/nacd.example.yaml documents each).
@@ -35,6 +37,40 @@ type RadSec struct {
 	IdleTimeout             time.Duration
 	MaxConnections          int
 	MaxConnectionsPerClient int
+	// CRLs (radsec.crls) are the CRL sources for NAS certificates under
+	// custom CAFiles; RequireCRL (radsec.require_crl, default true with
+	// CRLs) makes a certificate no CRL covers count as unknown (refused).
+	CRLs       []string
+	RequireCRL bool
+	// Revocation is the trust anchor NAS certificates are checked against
+	// for revocation, at the handshake and before every request (see
+	// RadSecRevocation); zero (no CAFiles) when revocation is not checked:
+	// custom ca_files without crls. Set by Load for custom ca_files with
+	// crls and by UseBootstrap for nacd's own CA (its live revocation set).
+	Revocation pki.AnchorConfig
+}
+
+// RadSecAnchorName names the RadSec revocation anchor in logs and errors.
+const RadSecAnchorName = "radsec"
+
+// RadSecRevocation returns the trust anchor NAS certificates are checked
+// against for revocation, and false when none applies (custom ca_files
+// without crls: revocation is not checked).
+func (c *Config) RadSecRevocation() (pki.AnchorConfig, bool) {
+	a := c.RadSec.Revocation
+	return a, c.RadSec.Enabled && len(a.CAFiles) > 0
+}
+
+// radsecAnchor is the revocation anchor of a RadSec CA bundle: fail closed
+// on a stale or missing CRL (StaleFailClosed).
+func radsecAnchor(a pki.AnchorConfig) pki.AnchorConfig {
+	a.Name = RadSecAnchorName
+	a.IL3 = false
+	a.StaleFailClosed = true
+	if a.CRLRefresh == 0 {
+		a.CRLRefresh = DefaultCRLRefresh
+	}
+	return a
 }
 
 type rawRadSec struct {
@@ -46,6 +82,8 @@ type rawRadSec struct {
 	IdleTimeout             string   `yaml:"idle_timeout"`
 	MaxConnections          *int     `yaml:"max_connections"`
 	MaxConnectionsPerClient *int     `yaml:"max_connections_per_client"`
+	CRLs                    []string `yaml:"crls"`
+	RequireCRL              *bool    `yaml:"require_crl"`
 }
 
 // BootstrapRadSecCA reports whether RadSec's CA bundle must come from the
@@ -61,6 +99,9 @@ func (c *Config) useBootstrapRadSec(b *pki.BootstrapResult) error {
 		return fmt.Errorf("config: radsec: bootstrap CA: %w", err)
 	}
 	c.RadSec.CAFiles, c.RadSec.ClientCAs = []string{b.CACert}, pool
+	// nacd's own CA: the same revocation data as the bootstrap device
+	// anchor (the CA's live revocation set, or its CRL).
+	c.RadSec.Revocation = radsecAnchor(BootstrapAnchor(b))
 	return nil
 }
 
@@ -159,6 +200,30 @@ func buildRadSec(raw *rawConfig, cfg *Config, ps *problems) {
 	r.MaxConnectionsPerClient = intField(ps, "radsec.max_connections_per_client", rr.MaxConnectionsPerClient, DefaultRadSecMaxConnectionsPerClient, 1, 1<<16)
 	if r.MaxConnectionsPerClient > r.MaxConnections && rr.MaxConnectionsPerClient != nil {
 		ps.add("radsec.max_connections_per_client", "%d is above max_connections %d", r.MaxConnectionsPerClient, r.MaxConnections)
+	}
+	for j, src := range rr.CRLs {
+		cpath := fmt.Sprintf("radsec.crls[%d]", j)
+		if strings.Contains(src, "://") {
+			u, err := url.Parse(src)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				ps.add(cpath, "%q is not an http(s) URL or a file path", src)
+			}
+			continue
+		}
+		if _, err := os.Stat(src); err != nil {
+			ps.add(cpath, "cannot read: %v", unwrapPathError(err))
+		}
+	}
+	switch {
+	case len(rr.CRLs) > 0 && len(rr.CAFiles) == 0:
+		ps.add("radsec.crls", "set but ca_files is not: with nacd's own CA (the default) revocation is checked against its own revocations; set ca_files, or remove this")
+	case rr.RequireCRL != nil && len(rr.CRLs) == 0:
+		ps.add("radsec.require_crl", "set but crls is not: set crls, or remove this")
+	}
+	r.CRLs = rr.CRLs
+	r.RequireCRL = len(rr.CRLs) > 0 && (rr.RequireCRL == nil || *rr.RequireCRL)
+	if len(rr.CAFiles) > 0 && len(rr.CRLs) > 0 {
+		r.Revocation = radsecAnchor(pki.AnchorConfig{CAFiles: rr.CAFiles, CRLs: rr.CRLs, RequireCRL: r.RequireCRL, OIDs: policy.DefaultOIDs()})
 	}
 	cfg.RadSec = r
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,66 @@ radsec:
 		}
 		if err := cfg.CheckRadSec(); err != nil {
 			t.Fatal(err) // tls.certificate is left to the bootstrap PKI, but radsec has its own
+		}
+		if a, ok := cfg.RadSecRevocation(); ok || len(a.CAFiles) != 0 {
+			t.Fatalf("custom ca_files without crls: revocation anchor %+v, checked %v; want none", a, ok)
+		}
+	})
+
+	crlFile := writeFile(t, dir, "nas.crl", string(root.CRL(t, 1, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))), 0o600)
+	revocationCases := []struct {
+		name        string
+		fields      string
+		wantCRLs    []string
+		wantRequire bool
+	}{
+		{"crls from a file and a URL: required by default", "  crls: [" + crlFile + ", http://pki.herts.example/nas.crl]\n", []string{crlFile, "http://pki.herts.example/nas.crl"}, true},
+		{"require_crl false", "  crls: [" + crlFile + "]\n  require_crl: false\n", []string{crlFile}, false},
+	}
+	for _, tt := range revocationCases {
+		t.Run(tt.name, func(t *testing.T) {
+			y := radsecClient("    radsec: true\n    radsec_identities: [wlc01]\n") + "radsec:\n  enabled: true\n  ca_files: [" + caFile + "]\n" + tt.fields
+			cfg, err := Parse([]byte(y), "t.yaml", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, ok := cfg.RadSecRevocation()
+			if !ok || a.Name != RadSecAnchorName || len(a.CAFiles) != 1 || a.CAFiles[0] != caFile || !slices.Equal(a.CRLs, tt.wantCRLs) ||
+				a.RequireCRL != tt.wantRequire || !a.StaleFailClosed || a.Revocations != nil || a.OIDs.Validate() != nil {
+				t.Fatalf("revocation anchor %+v, checked %v", a, ok)
+			}
+			if len(a.CRLs) == 1 { // files only (no network): pki loads the anchor
+				if _, err := pki.NewTrustStore([]pki.AnchorConfig{a}); err != nil {
+					t.Fatalf("the anchor does not load: %v", err)
+				}
+			}
+		})
+	}
+
+	t.Run("nacd's own CA: its revocations", func(t *testing.T) {
+		y := radsecClient("    radsec: true\n    radsec_identities: [wlc01]\n") + "radsec:\n  enabled: true\n"
+		cfg, err := Parse([]byte(y), "t.yaml", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := cfg.RadSecRevocation(); ok {
+			t.Fatal("revocation anchor before the bootstrap PKI is known")
+		}
+		boot, err := pki.Bootstrap(t.TempDir(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.UseBootstrap(boot); err != nil {
+			t.Fatal(err)
+		}
+		a, ok := cfg.RadSecRevocation()
+		want := BootstrapAnchor(boot)
+		if !ok || a.Name != RadSecAnchorName || !slices.Equal(a.CAFiles, want.CAFiles) || !slices.Equal(a.CRLs, want.CRLs) ||
+			a.RequireCRL != want.RequireCRL || a.Revocations != want.Revocations || !a.StaleFailClosed || a.IL3 {
+			t.Fatalf("revocation anchor %+v, checked %v; want the bootstrap anchor's data %+v", a, ok, want)
+		}
+		if len(a.CRLs) == 0 && a.Revocations == nil {
+			t.Fatal("the bootstrap anchor has neither CRLs nor a revocation set")
 		}
 	})
 
@@ -123,6 +184,11 @@ radsec:
 		{"zero connections", minimal + "radsec: {enabled: true, max_connections: 0}\n", "radsec.max_connections: 0 is out of range"},
 		{"per client above global", minimal + "radsec: {enabled: true, max_connections: 4, max_connections_per_client: 8}\n", "radsec.max_connections_per_client: 8 is above max_connections 4"},
 		{"unknown field", minimal + "radsec: {enabled: true, port: 2083}\n", "radsec.port: unknown field"},
+		{"crls with nacd's own CA", minimal + "radsec: {enabled: true, crls: [" + caFile + "]}\n", "radsec.crls: set but ca_files is not"},
+		{"require_crl without crls", minimal + "radsec: {enabled: true, ca_files: [" + caFile + "], require_crl: true}\n", "radsec.require_crl: set but crls is not"},
+		{"missing CRL file", minimal + "radsec: {enabled: true, ca_files: [" + caFile + "], crls: [/nonexistent/nas.crl]}\n", "radsec.crls[0]: cannot read"},
+		{"CRL URL not http", minimal + "radsec: {enabled: true, ca_files: [" + caFile + "], crls: [\"ldap://dc01/nas.crl\"]}\n", "radsec.crls[0]: \"ldap://dc01/nas.crl\" is not an http(s) URL"},
+		{"require_crl not a bool", minimal + "radsec: {enabled: true, ca_files: [" + caFile + "], crls: [" + caFile + "], require_crl: maybe}\n", "cannot unmarshal !!str `maybe` into bool"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
