@@ -16,6 +16,14 @@ import (
 // runnerIdle is how long an idle runner waits for work before it exits.
 var runnerIdle = 20 * time.Second
 
+// maxIdleRunners bounds the runners waiting for work: a runner that
+// finishes while that many wait exits at once. After a flood of half-open
+// conversations (each holds a running handshake until it is evicted) the
+// runners do not keep the flood's stacks for runnerIdle: at most this many
+// stay, about 32 MiB of stacks. A busy server has a few dozen handshakes
+// running at once (2,500 authentications/s x ~20 ms).
+const maxIdleRunners = 1024
+
 var (
 	// idleRunners hands a handshake to a runner waiting in idle; unbuffered,
 	// so a send succeeds only when one is waiting.
@@ -23,8 +31,10 @@ var (
 	// busyRunners counts runners running a handshake (tests use it to find
 	// leaked handshakes; it is not the number of goroutines).
 	busyRunners atomic.Int64
-	// runners counts runner goroutines, busy or idle.
+	// runners counts runner goroutines, busy or idle; idle those waiting
+	// for work.
 	runners atomic.Int64
+	idle    atomic.Int64
 )
 
 // goHandshake runs f on an idle runner, or on a new one when none is idle.
@@ -45,6 +55,10 @@ func runner(f func()) {
 		f()
 		f = nil // do not pin the finished handshake while idle
 		busyRunners.Add(-1)
+		if idle.Add(1) > maxIdleRunners {
+			idle.Add(-1)
+			return
+		}
 		if t == nil {
 			t = time.NewTimer(runnerIdle)
 		} else {
@@ -52,7 +66,9 @@ func runner(f func()) {
 		}
 		select {
 		case f = <-idleRunners:
+			idle.Add(-1)
 		case <-t.C:
+			idle.Add(-1)
 			return
 		}
 	}

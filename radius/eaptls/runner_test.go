@@ -73,3 +73,33 @@ func TestRunnersConcurrent(t *testing.T) {
 	close(release)
 	finished.Wait()
 }
+
+// TestIdleRunnersBounded: after more concurrent handshakes than
+// maxIdleRunners (a flood of half-open conversations), at most
+// maxIdleRunners runners stay waiting; the rest exit at once instead of
+// holding their stacks for runnerIdle.
+func TestIdleRunnersBounded(t *testing.T) {
+	waitFor(t, "the runners of earlier tests exited", func() bool { return runners.Load() == 0 })
+	n := maxIdleRunners + 64
+	var started sync.WaitGroup
+	started.Add(n)
+	release := make(chan struct{})
+	for range n {
+		goHandshake(func() {
+			started.Done()
+			<-release
+		})
+	}
+	started.Wait()
+	if r := runners.Load(); r != int64(n) {
+		t.Fatalf("%d runners for %d concurrent handshakes", r, n)
+	}
+	close(release)
+	waitFor(t, "the surplus runners exited", func() bool {
+		return busyRunners.Load() == 0 && runners.Load() == maxIdleRunners
+	})
+	if i := idle.Load(); i != maxIdleRunners {
+		t.Errorf("%d idle runners counted, want %d", i, maxIdleRunners)
+	}
+	waitFor(t, "the idle runners exited after runnerIdle", func() bool { return runners.Load() == 0 && idle.Load() == 0 })
+}
