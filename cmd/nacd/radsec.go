@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/herts-council/nacd/internal/config"
 	"github.com/herts-council/nacd/pki"
@@ -18,11 +18,9 @@ import (
 )
 
 // radsecConfig is the RadSec server configuration of cfg (after
-// UseBootstrap), nil when RadSec is disabled. When a revocation anchor
-// applies (nacd's own CA, or ca_files with crls) its VerifyPeer checks
-// every NAS certificate against it; listenRadSec starts that check's CRL
-// refresh (see radsecChecks).
-func radsecConfig(cfg *config.Config) *radius.RadSecConfig {
+// UseBootstrap), nil when RadSec is disabled. rv, when not nil, checks
+// every NAS certificate for revocation (VerifyPeer).
+func radsecConfig(cfg *config.Config, rv *radsecRevocation) *radius.RadSecConfig {
 	if !cfg.RadSec.Enabled {
 		return nil
 	}
@@ -34,19 +32,31 @@ func radsecConfig(cfg *config.Config) *radius.RadSecConfig {
 		MaxConnections:          cfg.RadSec.MaxConnections,
 		MaxConnectionsPerClient: cfg.RadSec.MaxConnectionsPerClient,
 	}
-	if anchor, ok := cfg.RadSecRevocation(); ok {
-		rv := newRadSecRevocation(anchor, cfg)
+	if rv != nil {
 		rc.VerifyPeer = rv.verifyPeer
-		radsecChecks.Store(cfg, rv)
 	}
 	return rc
 }
 
-// radsecChecks holds the revocation check radsecConfig built for a
-// configuration until listenRadSec (called by serve with the same
-// *config.Config) takes it to start its CRL refresh for as long as the
-// listener serves.
-var radsecChecks sync.Map // *config.Config -> *radsecRevocation
+// startRadSecRevocation builds the revocation check of NAS certificates when
+// one applies (nacd's own CA, or radsec.ca_files with crls; nil, nil
+// otherwise) and refreshes its CRLs until ctx is done.
+//
+// Its CRL refreshes are logged but not exported as metrics: the device
+// trust store already registers the nacd_pki_crl_* collectors on serve's
+// registry, and a second TrustStore cannot register them again.
+func startRadSecRevocation(ctx context.Context, cfg *config.Config, logger *zap.Logger) (*radsecRevocation, error) {
+	anchor, ok := cfg.RadSecRevocation()
+	if !ok {
+		return nil, nil
+	}
+	rv, err := newRadSecRevocation(anchor, logger)
+	if err != nil {
+		return nil, err
+	}
+	rv.store.Start(ctx)
+	return rv, nil
+}
 
 // errNASRevoked: the NAS certificate (or a CA of its chain) is revoked.
 var errNASRevoked = errors.New("NAS certificate revoked")
@@ -58,26 +68,19 @@ var errNASRevoked = errors.New("NAS certificate revoked")
 // is stale, or missing where one is required.
 type radsecRevocation struct {
 	store *pki.TrustStore
-	err   error // the anchor did not load: every certificate is refused, listenRadSec fails
 }
 
-func newRadSecRevocation(anchor pki.AnchorConfig, cfg *config.Config) *radsecRevocation {
-	// serve's logger is not reachable from here; the same stream, level
-	// and format.
-	logger := newLogger(os.Stderr, cfg.Log.Level).Named("radsec")
-	store, err := pki.NewTrustStore([]pki.AnchorConfig{anchor}, pki.WithLogger(logger))
+func newRadSecRevocation(anchor pki.AnchorConfig, logger *zap.Logger) (*radsecRevocation, error) {
+	store, err := pki.NewTrustStore([]pki.AnchorConfig{anchor}, pki.WithLogger(logger.Named("radsec")))
 	if err != nil {
-		return &radsecRevocation{err: fmt.Errorf("radsec: revocation check of NAS certificates: %w", err)}
+		return nil, fmt.Errorf("radsec: revocation check of NAS certificates: %w", err)
 	}
-	return &radsecRevocation{store: store}
+	return &radsecRevocation{store: store}, nil
 }
 
 // verifyPeer is radius.RadSecConfig.VerifyPeer: chain is the NAS's
 // certificate, leaf first, then the intermediates it sent.
 func (v *radsecRevocation) verifyPeer(chain []*x509.Certificate, now time.Time) error {
-	if v.err != nil {
-		return v.err
-	}
 	id := v.store.VerifyClient(chain, now)
 	switch id.Status {
 	case policy.CertOK:
@@ -101,23 +104,11 @@ func listenRadSec(cfg *config.Config, rs *radius.Server, errc chan<- error) (str
 	if err := cfg.CheckRadSec(); err != nil {
 		return "", err
 	}
-	var rv *radsecRevocation
-	if v, ok := radsecChecks.LoadAndDelete(cfg); ok {
-		rv = v.(*radsecRevocation)
-		if rv.err != nil {
-			return "", rv.err
-		}
-	}
 	ln, err := net.Listen("tcp", cfg.Listen.RadSec)
 	if err != nil {
 		return "", fmt.Errorf("listen.radsec: %w", err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	if rv != nil {
-		rv.store.Start(ctx) // CRL files and URLs refresh while RadSec serves
-	}
 	go func() {
-		defer stop()
 		if err := rs.ServeRadSec(ln); err != nil && !errors.Is(err, radius.ErrServerClosed) {
 			errc <- fmt.Errorf("radsec: %w", err)
 		}

@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herts-council/nacd/internal/config"
+	"go.uber.org/zap"
+
 	"github.com/herts-council/nacd/internal/testpki"
 	"github.com/herts-council/nacd/pki"
 	"github.com/herts-council/nacd/policy"
@@ -391,10 +392,10 @@ func BenchmarkRadSecRevocationCheck(b *testing.B) {
 	if err := os.WriteFile(crlFile, ca.CRL(b, 1, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	rv := newRadSecRevocation(pki.AnchorConfig{Name: "radsec", CAFiles: []string{ca.WriteCert(b, dir, "ca")}, CRLs: []string{crlFile},
-		RequireCRL: true, StaleFailClosed: true, OIDs: policy.DefaultOIDs()}, &config.Config{})
-	if rv.err != nil {
-		b.Fatal(rv.err)
+	rv, err := newRadSecRevocation(pki.AnchorConfig{Name: "radsec", CAFiles: []string{ca.WriteCert(b, dir, "ca")}, CRLs: []string{crlFile},
+		RequireCRL: true, StaleFailClosed: true, OIDs: policy.DefaultOIDs()}, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
 	}
 	chain, now := []*x509.Certificate{nas.Cert}, time.Now()
 	b.ReportAllocs()

@@ -189,6 +189,13 @@ func restartNeeded(old, cfg *config.Config) []string {
 	diff("radsec.idle_timeout", old.RadSec.IdleTimeout, cfg.RadSec.IdleTimeout)
 	diff("radsec.max_connections", old.RadSec.MaxConnections, cfg.RadSec.MaxConnections)
 	diff("radsec.max_connections_per_client", old.RadSec.MaxConnectionsPerClient, cfg.RadSec.MaxConnectionsPerClient)
+	// The revocation check of NAS certificates is built at start: its CRLs,
+	// and the CA files it checks against (a reload does change the CAs the
+	// handshake accepts; until a restart, certificates of a new CA fail the
+	// old check: closed).
+	diff("radsec.crls", old.RadSec.CRLs, cfg.RadSec.CRLs)
+	diff("radsec.require_crl", old.RadSec.RequireCRL, cfg.RadSec.RequireCRL)
+	diff("radsec.ca_files (revocation check)", old.RadSec.Revocation.CAFiles, cfg.RadSec.Revocation.CAFiles)
 	return out
 }
 

@@ -287,6 +287,19 @@ func TestRestartNeeded(t *testing.T) {
 			}
 		})
 	}
+	t.Run("RadSec revocation check", func(t *testing.T) {
+		// Built at start: its CRLs, require_crl and the CA files it
+		// checks against need a restart (set directly: the example
+		// configuration has RadSec off).
+		cfg := load(t, same)
+		cfg.RadSec.CRLs = []string{"/etc/nacd/controllers.crl"}
+		cfg.RadSec.RequireCRL = true
+		cfg.RadSec.Revocation.CAFiles = []string{"/etc/nacd/controllers-ca.pem"}
+		want := "radsec.crls,radsec.require_crl,radsec.ca_files (revocation check)"
+		if got := restartNeeded(old, cfg); strings.Join(got, ",") != want {
+			t.Fatalf("restartNeeded = %v, want %s", got, want)
+		}
+	})
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.

@@ -143,9 +143,13 @@ func serve(ctx context.Context, cfgPath, dataDir, pprofAddr string, stdout, stde
 		}
 	}
 
+	radsecRev, err := startRadSecRevocation(runCtx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	rs, err := radius.NewServer(radius.Config{
 		Clients: radiusClientsWithRadSec(cfg.Clients),
-		RadSec:  radsecConfig(cfg),
+		RadSec:  radsecConfig(cfg, radsecRev),
 		EAPTLS: &eaptls.Config{
 			Certificates:     []tls.Certificate{cfg.TLS.Certificate},
 			MinVersion:       cfg.TLS.MinVersion,
