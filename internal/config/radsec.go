@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -201,19 +200,7 @@ func buildRadSec(raw *rawConfig, cfg *Config, ps *problems) {
 	if r.MaxConnectionsPerClient > r.MaxConnections && rr.MaxConnectionsPerClient != nil {
 		ps.add("radsec.max_connections_per_client", "%d is above max_connections %d", r.MaxConnectionsPerClient, r.MaxConnections)
 	}
-	for j, src := range rr.CRLs {
-		cpath := fmt.Sprintf("radsec.crls[%d]", j)
-		if strings.Contains(src, "://") {
-			u, err := url.Parse(src)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				ps.add(cpath, "%q is not an http(s) URL or a file path", src)
-			}
-			continue
-		}
-		if _, err := os.Stat(src); err != nil {
-			ps.add(cpath, "cannot read: %v", unwrapPathError(err))
-		}
-	}
+	checkCRLSources(ps, "radsec.crls", rr.CRLs)
 	switch {
 	case len(rr.CRLs) > 0 && len(rr.CAFiles) == 0:
 		ps.add("radsec.crls", "set but ca_files is not: with nacd's own CA (the default) revocation is checked against its own revocations; set ca_files, or remove this")

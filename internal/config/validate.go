@@ -373,19 +373,7 @@ func buildAnchors(raw *rawConfig, cfg *Config, ps *problems) map[string]bool {
 				ps.add(fmt.Sprintf("%s.ca_files[%d]", path, j), "cannot read: %v", unwrapPathError(err))
 			}
 		}
-		for j, src := range ra.CRLs {
-			cpath := fmt.Sprintf("%s.crls[%d]", path, j)
-			if strings.Contains(src, "://") {
-				u, err := url.Parse(src)
-				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					ps.add(cpath, "%q is not an http(s) URL or a file path", src)
-				}
-				continue
-			}
-			if _, err := os.Stat(src); err != nil {
-				ps.add(cpath, "cannot read: %v", unwrapPathError(err))
-			}
-		}
+		checkCRLSources(ps, path+".crls", ra.CRLs)
 		if ra.OIDs != nil {
 			a.OIDs = policy.OIDs{
 				CouncilManaged: ra.OIDs.CouncilManaged,
@@ -547,3 +535,21 @@ func randomSecret() (string, error) {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// checkCRLSources checks CRL sources (trust_anchors[].crls, radsec.crls):
+// each an http(s) URL or a readable file.
+func checkCRLSources(ps *problems, path string, srcs []string) {
+	for j, src := range srcs {
+		cpath := fmt.Sprintf("%s[%d]", path, j)
+		if strings.Contains(src, "://") {
+			u, err := url.Parse(src)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				ps.add(cpath, "%q is not an http(s) URL or a file path", src)
+			}
+			continue
+		}
+		if _, err := os.Stat(src); err != nil {
+			ps.add(cpath, "cannot read: %v", unwrapPathError(err))
+		}
+	}
+}
