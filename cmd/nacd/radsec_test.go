@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,19 +47,10 @@ func TestServeRadSec(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := func(caFile string) string {
-		return replaceAll(t, string(example),
+		return radsecConfigYAML(t, string(example), dir, nasName, caFile, "serve-radsec-udp-secret-0123456789",
 			"127.0.0.1:1812 ", radiusAddr+" ",
-			"127.0.0.1:1813 ", "127.0.0.1:0 ",
 			"127.0.0.1:9812 ", metricsAddr+" ",
-			"127.0.0.1:9443 ", "127.0.0.1:0 ",
 			"  # radsec: 127.0.0.1:2083 ", "  radsec: "+radsecAddr+" ",
-			"secret_file: ./nacd-data/radius-secret", `secret: "serve-radsec-udp-secret-0123456789"`,
-			"data_dir: ./nacd-data", "data_dir: "+filepath.Join(dir, "data"),
-			"access_log: stdout", "access_log: "+filepath.Join(dir, "access.log"),
-			"    radsec: false ", "    radsec: true ",
-			"    radsec_identities: [] ", "    radsec_identities: ["+nasName+"] ",
-			"  enabled: false ", "  enabled: true ",
-			"  ca_files: [] ", "  ca_files: ["+caFile+"] ",
 		)
 	}
 	cfgFile := filepath.Join(dir, "nacd.yaml")
@@ -331,19 +323,10 @@ func TestServeRadSecCRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	y := replaceAll(t, string(example),
+	y := radsecConfigYAML(t, string(example), dir, nasName, caFile, "serve-radsec-crl-0123456789",
 		"127.0.0.1:1812 ", "127.0.0.1:0 ",
-		"127.0.0.1:1813 ", "127.0.0.1:0 ",
 		"127.0.0.1:9812 ", metricsAddr+" ",
-		"127.0.0.1:9443 ", "127.0.0.1:0 ",
 		"  # radsec: 127.0.0.1:2083 ", "  radsec: "+radsecAddr+" ",
-		"secret_file: ./nacd-data/radius-secret", `secret: "serve-radsec-crl-0123456789"`,
-		"data_dir: ./nacd-data", "data_dir: "+filepath.Join(dir, "data"),
-		"access_log: stdout", "access_log: "+filepath.Join(dir, "access.log"),
-		"    radsec: false ", "    radsec: true ",
-		"    radsec_identities: [] ", "    radsec_identities: ["+nasName+"] ",
-		"  enabled: false ", "  enabled: true ",
-		"  ca_files: [] ", "  ca_files: ["+caFile+"] ",
 		"  crls: [] ", "  crls: ["+crlFile+"] ",
 	)
 	cfgFile := filepath.Join(dir, "nacd.yaml")
@@ -404,4 +387,24 @@ func BenchmarkRadSecRevocationCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// radsecConfigYAML is the example configuration with RadSec on for one
+// client (loopback, identity nasName) under caFile, state and access log
+// in dir, the accounting and PKI listeners on free ports, and the extra
+// old/new replacements (listen addresses, crls, ...).
+func radsecConfigYAML(t *testing.T, example, dir, nasName, caFile, secret string, extra ...string) string {
+	t.Helper()
+	pairs := append([]string{
+		"127.0.0.1:1813 ", "127.0.0.1:0 ",
+		"127.0.0.1:9443 ", "127.0.0.1:0 ",
+		"secret_file: ./nacd-data/radius-secret", "secret: " + strconv.Quote(secret),
+		"data_dir: ./nacd-data", "data_dir: " + filepath.Join(dir, "data"),
+		"access_log: stdout", "access_log: " + filepath.Join(dir, "access.log"),
+		"    radsec: false ", "    radsec: true ",
+		"    radsec_identities: [] ", "    radsec_identities: [" + nasName + "] ",
+		"  enabled: false ", "  enabled: true ",
+		"  ca_files: [] ", "  ca_files: [" + caFile + "] ",
+	}, extra...)
+	return replaceAll(t, example, pairs...)
 }
