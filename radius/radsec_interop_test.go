@@ -120,32 +120,23 @@ realm * {
 // radsecproxy's Status-Server keepalives are answered; a controller
 // certificate from an untrusted CA is refused at the TLS handshake and
 // counted, and no authentication gets through it.
-func TestRadSecInteropRadsecproxy(t *testing.T) {
-	proxyBin := testtool.Require(t, "radsecproxy")
-	eapolBin := eapoltest.Require(t)
-	dir := t.TempDir()
-
-	devices := newDevicePKI(t)
-	nasCA := testpki.NewRoot(t, "controller ca")
-	nas := nasCA.IssueDevice(t, testpki.Device{CommonName: radsecNASName}).WriteFiles(t, dir, "nas")
-	rogue := testpki.NewRoot(t, "rogue ca").IssueDevice(t, testpki.Device{CommonName: radsecNASName}).WriteFiles(t, dir, "rogue")
-	testEAPTLSConfig(t)
-	serverCA := serverRoot.WriteCert(t, dir, "server-ca")
-	staff := devices.issuing.IssueDevice(t, testpki.Device{CommonName: "laptop-21", Email: "hal@herts.example", Ownership: policy.OwnershipCouncilManaged, Role: policy.RoleStaff}).WriteFiles(t, dir, "staff")
-	visitor := devices.issuing.IssueDevice(t, testpki.Device{CommonName: "visitor-tab", Role: policy.RoleVisitor}).WriteFiles(t, dir, "visitor")
-
+// startInteropRadSec runs a Server with RadSec for the controller
+// radsecNASName under nasCA (VerifyPeer verifyPeer, may be nil) on a
+// loopback listener until the test ends; it returns the server and the
+// RadSec address.
+func startInteropRadSec(t *testing.T, devices *testDevicePKI, nasCA *testpki.CA, verifyPeer func([]*x509.Certificate, time.Time) error) (*Server, string) {
+	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AddCert(nasCA.Cert)
-	reg := prometheus.NewRegistry()
 	srv, err := NewServer(Config{
 		Clients: []Client{{Name: "wlc-wallfields", Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Secret: testSecret, Site: testSite,
 			RadSec: true, RadSecIdentities: []string{radsecNASName}}},
 		EAPTLS:     testEAPTLSConfig(t),
 		Verifier:   devices.verifier,
 		Policy:     testPolicy(t),
-		RadSec:     &RadSecConfig{Certificates: testEAPTLSConfig(t).Certificates, ClientCAs: pool},
+		RadSec:     &RadSecConfig{Certificates: testEAPTLSConfig(t).Certificates, ClientCAs: pool, VerifyPeer: verifyPeer},
 		Logger:     zap.NewNop(),
-		Registerer: reg,
+		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,11 +153,29 @@ func TestRadSecInteropRadsecproxy(t *testing.T) {
 			t.Errorf("ServeRadSec: %v", err)
 		}
 	})
+	return srv, ln.Addr().String()
+}
+
+func TestRadSecInteropRadsecproxy(t *testing.T) {
+	proxyBin := testtool.Require(t, "radsecproxy")
+	eapolBin := eapoltest.Require(t)
+	dir := t.TempDir()
+
+	devices := newDevicePKI(t)
+	nasCA := testpki.NewRoot(t, "controller ca")
+	nas := nasCA.IssueDevice(t, testpki.Device{CommonName: radsecNASName}).WriteFiles(t, dir, "nas")
+	rogue := testpki.NewRoot(t, "rogue ca").IssueDevice(t, testpki.Device{CommonName: radsecNASName}).WriteFiles(t, dir, "rogue")
+	testEAPTLSConfig(t)
+	serverCA := serverRoot.WriteCert(t, dir, "server-ca")
+	staff := devices.issuing.IssueDevice(t, testpki.Device{CommonName: "laptop-21", Email: "hal@herts.example", Ownership: policy.OwnershipCouncilManaged, Role: policy.RoleStaff}).WriteFiles(t, dir, "staff")
+	visitor := devices.issuing.IssueDevice(t, testpki.Device{CommonName: "visitor-tab", Role: policy.RoleVisitor}).WriteFiles(t, dir, "visitor")
+
+	srv, radsecAddr := startInteropRadSec(t, devices, nasCA, nil)
 	result := func(r string) float64 { return testutil.ToFloat64(srv.radsec.results.WithLabelValues(r)) }
 
 	t.Run("trusted controller", func(t *testing.T) {
 		port := freeUDPPort(t)
-		startRadsecproxy(t, proxyBin, t.TempDir(), port, ln.Addr().String(), nas, serverCA)
+		startRadsecproxy(t, proxyBin, t.TempDir(), port, radsecAddr, nas, serverCA)
 		// radsecproxy connects to its TLS servers at start.
 		waitFor(t, "radsecproxy's RadSec connection", func() bool { return result(RadSecAccepted) >= 1 })
 		tests := []struct {
@@ -212,7 +221,7 @@ func TestRadSecInteropRadsecproxy(t *testing.T) {
 		before := result(RadSecHandshakeFailed)
 		accepted := result(RadSecAccepted)
 		port := freeUDPPort(t)
-		startRadsecproxy(t, proxyBin, t.TempDir(), port, ln.Addr().String(), rogue, serverCA)
+		startRadsecproxy(t, proxyBin, t.TempDir(), port, radsecAddr, rogue, serverCA)
 		waitFor(t, "the rogue controller's handshake to be refused", func() bool { return result(RadSecHandshakeFailed) > before })
 		res, err := eapoltest.Run(context.Background(), eapoltest.Options{
 			Binary: eapolBin, Server: "127.0.0.1:" + strconv.Itoa(port), Secret: radsecproxyUDPSecret,

@@ -5,17 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 	"layeh.com/radius"
 
 	"github.com/herts-council/nacd/internal/eapoltest"
@@ -216,37 +212,11 @@ func TestRadSecInteropRadsecproxyRevoked(t *testing.T) {
 	serverCA := serverRoot.WriteCert(t, dir, "server-ca")
 	staff := devices.issuing.IssueDevice(t, testpki.Device{CommonName: "laptop-21", Email: "hal@herts.example", Ownership: policy.OwnershipCouncilManaged, Role: policy.RoleStaff}).WriteFiles(t, dir, "staff")
 
-	pool := x509.NewCertPool()
-	pool.AddCert(nasCA.Cert)
-	srv, err := NewServer(Config{
-		Clients: []Client{{Name: "wlc-wallfields", Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Secret: testSecret, Site: testSite,
-			RadSec: true, RadSecIdentities: []string{radsecNASName}}},
-		EAPTLS:     testEAPTLSConfig(t),
-		Verifier:   devices.verifier,
-		Policy:     testPolicy(t),
-		RadSec:     &RadSecConfig{Certificates: testEAPTLSConfig(t).Certificates, ClientCAs: pool, VerifyPeer: h.verify},
-		Logger:     zap.NewNop(),
-		Registerer: prometheus.NewRegistry(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.ServeRadSec(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("ServeRadSec: %v", err)
-		}
-	})
+	srv, radsecAddr := startInteropRadSec(t, devices, nasCA, h.verify)
 	result := func(r string) float64 { return testutil.ToFloat64(srv.radsec.results.WithLabelValues(r)) }
 
 	port := freeUDPPort(t)
-	startRadsecproxy(t, proxyBin, t.TempDir(), port, ln.Addr().String(), nas, serverCA)
+	startRadsecproxy(t, proxyBin, t.TempDir(), port, radsecAddr, nas, serverCA)
 	waitFor(t, "the revoked controller's handshake to be refused", func() bool { return result(RadSecRevoked) >= 1 })
 	res, err := eapoltest.Run(context.Background(), eapoltest.Options{
 		Binary: eapolBin, Server: "127.0.0.1:" + strconv.Itoa(port), Secret: radsecproxyUDPSecret,
