@@ -47,6 +47,10 @@ const (
 	DropPanic                       = "panic"
 	DropEAPIdentifierMismatch       = "eap_identifier_mismatch"
 	DropInternal                    = "internal"
+	// DropCertificateRefused: a request on a RadSec connection whose NAS
+	// certificate the revocation check (RadSecConfig.VerifyPeer) now
+	// refuses; the connection is closed.
+	DropCertificateRefused = "certificate_refused"
 )
 
 // dropCauses lists every cause, so that the counter is initialised at zero
@@ -56,7 +60,7 @@ var dropCauses = []string{
 	DropBadMessageAuthenticator, DropMissingMessageAuthenticator,
 	DropBadAuthenticator,
 	DropDuplicateInProgress, DropDuplicateReplayed, DropOverloaded,
-	DropPanic, DropEAPIdentifierMismatch, DropInternal,
+	DropPanic, DropEAPIdentifierMismatch, DropInternal, DropCertificateRefused,
 }
 
 // dropError is a verification failure with its metric cause.

@@ -636,6 +636,13 @@ func (c *radsecConn) requestClient() *Client {
 }
 
 // shut closes the connection once, recording the first cause.
+// closeCause is why the connection was shut ("" while it is open).
+func (c *radsecConn) closeCause() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
+}
+
 func (c *radsecConn) shut(cause string) {
 	c.mu.Lock()
 	select {

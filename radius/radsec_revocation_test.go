@@ -137,8 +137,11 @@ func TestRadSecRevokedWhileConnected(t *testing.T) {
 	if n := e.opLog.FilterMessageSnippet("connection closed, request dropped").Len(); n == 0 {
 		t.Fatal("live refusal not logged")
 	}
-	if got := testutil.ToFloat64(e.srv.metrics.dropped.WithLabelValues(DropUnknownClient)); got != 1 {
-		t.Fatalf("dropped{unknown_client} = %v, want 1 (the unanswered request)", got)
+	if got := testutil.ToFloat64(e.srv.metrics.dropped.WithLabelValues(DropCertificateRefused)); got != 1 {
+		t.Fatalf("dropped{certificate_refused} = %v, want 1 (the unanswered request)", got)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.dropped.WithLabelValues(DropUnknownClient)); got != 0 {
+		t.Fatalf("dropped{unknown_client} = %v, want 0", got)
 	}
 
 	// The other controller keeps its connection.

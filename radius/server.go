@@ -494,7 +494,11 @@ func addrPort(a net.Addr) netip.AddrPort {
 func (s *Server) process(in inbound) {
 	client, src := s.source(&in)
 	if client == nil {
-		s.dropped(DropUnknownClient, src)
+		cause := DropUnknownClient
+		if in.stream != nil && in.stream.closeCause() == RadSecClosedRevoked {
+			cause = DropCertificateRefused
+		}
+		s.dropped(cause, src)
 		return
 	}
 	typ := requestType(in.b)
