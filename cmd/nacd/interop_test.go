@@ -947,40 +947,46 @@ func interopBehindProxy(t *testing.T, bin, eapolTest string) {
 		for vi, ver := range []string{"1.2", "1.3"} {
 			t.Run("tls"+ver+"/"+pc.name, func(t *testing.T) {
 				t.Parallel()
-				mac := fmt.Sprintf("02-00-00-00-%s%d-%02X", "A", vi, pi)
-				files := p.personaFiles[pc.name]
-				res := runEapolTest(t, eapolTest, eapoltest.Options{
-					Server: proxy.Addr, Secret: proxy.Secret, CACert: p.rootFile,
-					ClientCert: files.Chain, ClientKey: files.Key,
-					Identity: identityFor(pc.device), TLSVersion: ver,
-					MAC: strings.ReplaceAll(mac, "-", ":"),
-				})
-				if !pc.accept {
-					if !res.Rejected() {
-						t.Fatalf("want Access-Reject through the proxy; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
-					}
-					// nacd itself decided (not the proxy, e.g. with
-					// its home server unreachable).
-					l := accessLogLineFor(t, n, mac)
-					if l.str("nacd.result") != "reject" || l.str("event.reason") != pc.reason {
-						t.Errorf("nacd access log: result %q reason %q, want reject/%s", l.str("nacd.result"), l.str("event.reason"), pc.reason)
-					}
-					return
-				}
-				if !res.Success {
-					t.Fatalf("want SUCCESS through the proxy; got code=%q timed out=%v\n--- proxy log ---\n%s", res.Code, res.TimedOut, tailLines(proxy.Log(), 40))
-				}
-				if !res.MPPEKeysOK {
-					t.Error("MPPE keys not OK after the proxy re-encrypted them")
-				}
-				if err := res.CheckKeys(); err != nil {
-					t.Error(err)
-				}
-				if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(pc.vlan) {
-					t.Errorf("VLAN %q through the proxy, want %d", got, pc.vlan)
-				}
+				checkThroughProxy(t, eapolTest, proxy, n, p, pc, fmt.Sprintf("02-00-00-00-A%d-%02X", vi, pi), ver, "the proxy")
 			})
 		}
+	}
+}
+
+// checkThroughProxy authenticates persona pc with eapol_test through the
+// FreeRADIUS proxy (calling station mac, TLS version ver) and checks the
+// outcome: a reject decided by nacd itself (its access log says so, with
+// pc's reason), or an accept with both MPPE keys right and pc's VLAN. via
+// names the path in failures.
+func checkThroughProxy(t *testing.T, eapolTest string, proxy *freeradiustest.Server, n *nacdProc, p *interopPKI, pc persona, mac, ver, via string) {
+	t.Helper()
+	files := p.personaFiles[pc.name]
+	res := runEapolTest(t, eapolTest, eapoltest.Options{
+		Server: proxy.Addr, Secret: proxy.Secret, CACert: p.rootFile,
+		ClientCert: files.Chain, ClientKey: files.Key,
+		Identity: identityFor(pc.device), TLSVersion: ver,
+		MAC: strings.ReplaceAll(mac, "-", ":"),
+	})
+	if !pc.accept {
+		if !res.Rejected() {
+			t.Fatalf("want Access-Reject through %s; got success=%v code=%q timed out=%v", via, res.Success, res.Code, res.TimedOut)
+		}
+		// nacd itself decided (not the proxy, e.g. with its home server
+		// unreachable).
+		l := accessLogLineFor(t, n, mac)
+		if l.str("nacd.result") != "reject" || l.str("event.reason") != pc.reason {
+			t.Errorf("nacd access log: result %q reason %q, want reject/%s", l.str("nacd.result"), l.str("event.reason"), pc.reason)
+		}
+		return
+	}
+	if !res.Success {
+		t.Fatalf("want SUCCESS through %s; got code=%q timed out=%v\n--- proxy log ---\n%s", via, res.Code, res.TimedOut, tailLines(proxy.Log(), 40))
+	}
+	if !res.MPPEKeysOK || res.CheckKeys() != nil {
+		t.Errorf("MPPE keys through %s: eapol_test ok=%v, check %v", via, res.MPPEKeysOK, res.CheckKeys())
+	}
+	if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(pc.vlan) {
+		t.Errorf("VLAN %q through %s, want %d", got, via, pc.vlan)
 	}
 }
 
@@ -1015,35 +1021,7 @@ func interopBehindRadSecProxy(t *testing.T, bin, eapolTest string) {
 			for vi, ver := range []string{"1.2", "1.3"} {
 				t.Run("tls"+ver+"/"+pc.name, func(t *testing.T) {
 					t.Parallel()
-					mac := fmt.Sprintf("02-00-00-00-%s%d-%02X", "B", vi, pi)
-					files := p.personaFiles[pc.name]
-					res := runEapolTest(t, eapolTest, eapoltest.Options{
-						Server: proxy.Addr, Secret: proxy.Secret, CACert: p.rootFile,
-						ClientCert: files.Chain, ClientKey: files.Key,
-						Identity: identityFor(pc.device), TLSVersion: ver,
-						MAC: strings.ReplaceAll(mac, "-", ":"),
-					})
-					if !pc.accept {
-						if !res.Rejected() {
-							t.Fatalf("want Access-Reject through RadSec; got success=%v code=%q timed out=%v", res.Success, res.Code, res.TimedOut)
-						}
-						// nacd itself decided (not the proxy, e.g. with
-						// its home server unreachable).
-						l := accessLogLineFor(t, n, mac)
-						if l.str("nacd.result") != "reject" || l.str("event.reason") != pc.reason {
-							t.Errorf("nacd access log: result %q reason %q, want reject/%s", l.str("nacd.result"), l.str("event.reason"), pc.reason)
-						}
-						return
-					}
-					if !res.Success {
-						t.Fatalf("want SUCCESS through RadSec; got code=%q timed out=%v\n--- proxy log ---\n%s", res.Code, res.TimedOut, tailLines(proxy.Log(), 40))
-					}
-					if !res.MPPEKeysOK || res.CheckKeys() != nil {
-						t.Errorf("MPPE keys through RadSec: eapol_test ok=%v, check %v", res.MPPEKeysOK, res.CheckKeys())
-					}
-					if got := res.Accept.TunnelPrivateGroupID; got != strconv.Itoa(pc.vlan) {
-						t.Errorf("VLAN %q through RadSec, want %d", got, pc.vlan)
-					}
+					checkThroughProxy(t, eapolTest, proxy, n, p, pc, fmt.Sprintf("02-00-00-00-B%d-%02X", vi, pi), ver, "RadSec")
 				})
 			}
 		}
