@@ -1,91 +1,23 @@
 package pki
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/herts-council/nacd/internal/smtptest"
 	"github.com/herts-council/nacd/internal/testpki"
 	"github.com/herts-council/nacd/internal/testtool"
 	"github.com/herts-council/nacd/policy"
 )
-
-// smtpServer is a real SMTP server (Debian's python3-aiosmtpd, its
-// Debugging handler prints every message it receives) on 127.0.0.1.
-type smtpServer struct {
-	addr string
-	mu   sync.Mutex
-	out  bytes.Buffer
-}
-
-func (s *smtpServer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.Write(p)
-}
-
-func (s *smtpServer) output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.String()
-}
-
-// waitFor waits (up to 20 s) until the server printed sub.
-func (s *smtpServer) waitFor(sub string) bool {
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if strings.Contains(s.output(), sub) {
-			return true
-		}
-	}
-	return false
-}
-
-// startSMTP runs aiosmtpd; with tlsFiles (cert, key) it offers STARTTLS
-// and requires it before MAIL.
-func startSMTP(t *testing.T, tlsFiles ...string) *smtpServer {
-	t.Helper()
-	bin := testtool.Require(t, "aiosmtpd") // Debian: python3-aiosmtpd
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	args := []string{"-n", "-l", addr}
-	if len(tlsFiles) == 2 {
-		args = append(args, "--tlscert", tlsFiles[0], "--tlskey", tlsFiles[1])
-	}
-	s := &smtpServer{addr: addr}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
-	cmd.Stdout, cmd.Stderr = s, s
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aiosmtpd did not listen on %s: %s", addr, s.output())
-		}
-	}
-	return s
-}
 
 func TestInvitationMailedThroughRealSMTP(t *testing.T) {
 	ca := testpki.NewRoot(t, "smtp test root")
@@ -96,12 +28,12 @@ func TestInvitationMailedThroughRealSMTP(t *testing.T) {
 	wrong := x509.NewCertPool()
 	wrong.AddCert(testpki.NewRoot(t, "not the smtp root").Cert)
 
-	plain := startSMTP(t)
-	withTLS := startSMTP(t, files.Cert, files.Key)
+	plain := smtptest.Start(t)
+	withTLS := smtptest.Start(t, files.Cert, files.Key)
 
 	cases := []struct {
 		name      string
-		server    *smtpServer
+		server    *smtptest.Server
 		starttls  string
 		roots     *x509.CertPool
 		wantErr   error // errors.Is; nil = delivered
@@ -116,7 +48,7 @@ func TestInvitationMailedThroughRealSMTP(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := NewMailer(MailConfig{Addr: tc.server.addr, From: "ict-servicedesk@herts.example", StartTLS: tc.starttls,
+			m, err := NewMailer(MailConfig{Addr: tc.server.Addr, From: "ict-servicedesk@herts.example", StartTLS: tc.starttls,
 				TLS: &tls.Config{RootCAs: tc.roots, ServerName: "localhost"}, Timeout: 20 * time.Second, CAFile: "council-root.crt"})
 			if err != nil {
 				t.Fatal(err)
@@ -148,15 +80,15 @@ func TestInvitationMailedThroughRealSMTP(t *testing.T) {
 			}
 			if !tc.delivered {
 				time.Sleep(200 * time.Millisecond)
-				if strings.Contains(tc.server.output(), inv.Token) {
+				if strings.Contains(tc.server.Output(), inv.Token) {
 					t.Fatal("the message was delivered anyway")
 				}
 				return
 			}
-			if !tc.server.waitFor(inv.URL) {
-				t.Fatalf("the SMTP server never printed the enrolment link %s:\n%s", inv.URL, tc.server.output())
+			if !tc.server.WaitFor(inv.URL) {
+				t.Fatalf("the SMTP server never printed the enrolment link %s:\n%s", inv.URL, tc.server.Output())
 			}
-			out := tc.server.output()
+			out := tc.server.Output()
 			for _, want := range []string{"To: " + holder, "From: ict-servicedesk@herts.example", "Subject: Your network enrolment link",
 				"/v1/enroll", "--cacert council-root.crt", inv.Facts.DeviceUUID} {
 				if !strings.Contains(out, want) {

@@ -14,14 +14,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/herts-council/nacd/internal/testtool"
+	"github.com/herts-council/nacd/internal/smtptest"
 	"github.com/herts-council/nacd/pki"
 	"github.com/herts-council/nacd/policy"
 )
@@ -225,60 +223,13 @@ func TestEnrollInviteWithoutServerOpensTheCA(t *testing.T) {
 	}
 }
 
-// smtpSink runs Debian's aiosmtpd (python3-aiosmtpd) on 127.0.0.1 and
-// collects what it prints.
-type smtpSink struct {
-	addr string
-	mu   sync.Mutex
-	buf  bytes.Buffer
-}
-
-func (s *smtpSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *smtpSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func startSMTPSink(t *testing.T) *smtpSink {
-	t.Helper()
-	bin := testtool.Require(t, "aiosmtpd")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &smtpSink{addr: ln.Addr().String()}
-	ln.Close()
-	cmd := exec.Command(bin, "-n", "-l", s.addr)
-	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
-	cmd.Stdout, cmd.Stderr = s, s
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aiosmtpd not listening: %s", s.String())
-		}
-	}
-}
-
 func TestEnrollInviteMailed(t *testing.T) {
-	sink := startSMTPSink(t)
+	sink := smtptest.Start(t)
 	dir := t.TempDir()
 	srv := startPKIServer(t, dir)
 	var out, errb bytes.Buffer
 	code := run([]string{"enroll", "invite", "--data-dir", dir, "--server", srv.url, "--email", "visitor@example.org",
-		"--role", "visitor", "--ownership", "personal", "--smtp", sink.addr, "--smtp-from", "ict@herts.example"}, &out, &errb)
+		"--role", "visitor", "--ownership", "personal", "--smtp", sink.Addr, "--smtp-from", "ict@herts.example"}, &out, &errb)
 	if code != exitOK || !strings.Contains(out.String(), "e-mailed to visitor@example.org") {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
 	}
@@ -292,9 +243,9 @@ func TestEnrollInviteMailed(t *testing.T) {
 		t.Fatalf("no link printed:\n%s", out.String())
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(sink.String(), link) {
+	for !strings.Contains(sink.Output(), link) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the SMTP server never received the link %s:\n%s", link, sink.String())
+			t.Fatalf("the SMTP server never received the link %s:\n%s", link, sink.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
